@@ -1,0 +1,1 @@
+"""Analysis: per-batch result tables, merging, ranking."""

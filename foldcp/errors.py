@@ -1,0 +1,26 @@
+"""Error types whose messages are meant for the person running a screen."""
+
+from __future__ import annotations
+
+
+class FoldcpError(Exception):
+    """Base class: an error with a message that tells the user what to fix."""
+
+
+class InputError(FoldcpError):
+    """Bad user input, located by file and line (line 0 = the file as a whole)."""
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+class ConfigError(FoldcpError):
+    """A configuration value that is missing, of the wrong type or out of range."""
+
+
+class CheckpointError(FoldcpError):
+    """The model checkpoint could not be found, fetched or loaded."""

@@ -1,0 +1,1 @@
+"""Metrics computed from predictions: confidence scores and interface contacts."""

@@ -1,0 +1,1 @@
+"""Boltz-2 model construction, checkpoints and the residue library."""

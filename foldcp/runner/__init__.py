@@ -1,0 +1,1 @@
+"""The prediction runner: featurize with Boltz's pipeline, fold, write outputs."""

@@ -1,0 +1,164 @@
+"""`foldcp predict`: fold every complex of one plan batch, loading the model once.
+
+Each complex is seeded with the configured seed before its forward pass, so its result does
+not depend on which batch it is in or what ran before it. A complex that fails (including
+CUDA out-of-memory) is recorded with its error in the batch status table and the batch goes
+on; complexes with a complete ``done.json`` are skipped, so reruns resume.
+
+Status table ``{out}/batches/{batch_id}.parquet``: batch_id, complex_id, status
+(ok | already_done | failed | out_of_memory), error, runtime_s, device, untrained.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from foldcp import __version__
+from foldcp.inputs import make_complex, parse_complex, read_fasta
+from foldcp.io import write_parquet, write_text
+from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
+from foldcp.runner.featurize import featurize
+from foldcp.runner.outputs import confidence_summary, is_done, write_done, write_sample
+
+STATUS_COLUMNS = ["batch_id", "complex_id", "status", "error", "runtime_s", "device", "untrained"]
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error)
+
+
+def to_device(features: dict, device: torch.device) -> dict:
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in features.items()}
+
+
+class BatchPredictor:
+    """Holds the loaded model and folds complexes one at a time."""
+
+    def __init__(self, config: dict) -> None:
+        self.settings = config["model"]
+        self.device = pick_device(self.settings["device"])
+        self.checkpoint = resolve_checkpoint(self.settings["checkpoint"])
+        precision = self.settings["precision"]
+        if precision == "auto":
+            precision = "bf16-mixed" if self.device.type == "cuda" else "32"
+        self.precision = precision
+        self.model = load_model(self.checkpoint, self.settings, self.device)
+        from boltz.data.mol import load_canonicals
+
+        self.canonicals = load_canonicals(self.checkpoint.mol_dir)
+        self.checkpoint_sha256 = sha256_of(self.checkpoint.path)
+
+    def fold(self, complex_, proteins, directory: Path) -> dict:
+        """Featurize, run Boltz-2 and write all files of one complex; return its manifest."""
+        started = time.time()
+        featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals)
+        seed_everything(self.settings["seed"])
+        autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
+        )
+        with torch.inference_mode(), autocast:
+            out = self.model(
+                to_device(featurized.features, self.device),
+                recycling_steps=self.settings["recycling_steps"],
+                num_sampling_steps=self.settings["sampling_steps"],
+                diffusion_samples=self.settings["diffusion_samples"],
+                max_parallel_samples=self.settings["max_parallel_samples"],
+                run_confidence_sequentially=True,
+            )
+        # Boltz's own ranking score (predict_step): 0.8 pLDDT + 0.2 ipTM (pTM if no interface).
+        iptm_or_ptm = out["iptm"] if not torch.allclose(out["iptm"], torch.zeros_like(out["iptm"])) else out["ptm"]
+        out["confidence_score"] = (4 * out["complex_plddt"] + iptm_or_ptm) / 5
+        atom_mask = featurized.features["atom_pad_mask"][0].bool()
+        chain_names = [c["chain"] for c in featurized.chains]
+        untrained = self.checkpoint.untrained
+        files = []
+        for sample in range(self.settings["diffusion_samples"]):
+            coords = out["sample_atom_coords"][sample][atom_mask.to(self.device)].float().cpu().numpy()
+            files += write_sample(
+                directory, sample, featurized.structure, coords,
+                out["plddt"][sample].float().cpu().numpy(),
+                out["pae"][sample].float().cpu().numpy(),
+                confidence_summary(out, sample, chain_names, untrained), untrained,
+            )
+        manifest = {
+            "complex_id": complex_.id,
+            "spec": complex_.spec,
+            "chains": featurized.chains,
+            "tokens": int(featurized.features["token_pad_mask"].sum()),
+            "samples": self.settings["diffusion_samples"],
+            "untrained": untrained,
+            "checkpoint": {"kind": self.checkpoint.kind, "path": str(self.checkpoint.path),
+                           "sha256": self.checkpoint_sha256},
+            "settings": {k: self.settings[k] for k in (
+                "recycling_steps", "sampling_steps", "diffusion_samples", "seed")},
+            "precision": self.precision,
+            "device": str(self.device),
+            "grid": 1,
+            "foldcp_version": __version__,
+            "runtime_s": round(time.time() - started, 3),
+            "files": files,
+        }
+        write_done(directory, manifest)
+        return manifest
+
+
+def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path) -> pd.DataFrame:
+    """Fold the complexes of `batch_id`; write and return the batch status table."""
+    out_dir = Path(out_dir)
+    plan = pd.read_parquet(plan_path)
+    batch = plan[plan["batch_id"] == batch_id]
+    if batch.empty:
+        raise ValueError(f"batch {batch_id!r} is not in the plan {plan_path}")
+    proteins = read_fasta(config["proteins"])
+    predictor = None
+    rows = []
+    for row in batch.itertuples():
+        complex_ = make_complex(parse_complex(row.spec))
+        directory = out_dir / complex_.id
+        if is_done(directory):
+            rows.append(dict(complex_id=complex_.id, status="already_done", error="", runtime_s=0.0))
+            continue
+        started = time.time()
+        try:
+            if predictor is None:
+                predictor = BatchPredictor(config)
+            predictor.fold(complex_, proteins, directory)
+            rows.append(dict(complex_id=complex_.id, status="ok", error="",
+                             runtime_s=round(time.time() - started, 3)))
+        except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
+            if predictor is None:
+                raise  # the model could not be loaded: nothing in this batch can run
+            status = "out_of_memory" if is_out_of_memory(error) else "failed"
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            write_text(directory / "error.log", traceback.format_exc())
+            rows.append(dict(complex_id=complex_.id, status=status,
+                             error=f"{type(error).__name__}: {error}"[:2000],
+                             runtime_s=round(time.time() - started, 3)))
+            print(f"[foldcp] {complex_.id}: {status}: {error}", flush=True)
+    table = pd.DataFrame(rows)
+    table.insert(0, "batch_id", batch_id)
+    table["device"] = str(predictor.device) if predictor else ""
+    table["untrained"] = bool(predictor.checkpoint.untrained) if predictor else False
+    table = table[STATUS_COLUMNS]
+    write_parquet(out_dir / "batches" / f"{batch_id}.parquet", table)
+    return table

@@ -1,0 +1,14 @@
+# MSAs: one per unique protein, reused by every complex that contains it.
+rule msa:
+    input:
+        config=RESOLVED_CONFIG,
+        proteins=config["proteins"],
+    output:
+        f"{OUT}/msa/{{protein}}.a3m",
+    log:
+        f"{OUT}/logs/msa/{{protein}}.log",
+    group:
+        "msa"
+    shell:
+        "foldcp msa --config {input.config} --protein {wildcards.protein} "
+        "--out {output} > {log} 2>&1"
