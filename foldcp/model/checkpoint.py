@@ -35,7 +35,7 @@ CHECKPOINT_NAME = "boltz2_conf.ckpt"
 class ResolvedCheckpoint:
     path: Path
     mol_dir: Path
-    untrained: bool
+    untrained: bool  # known before loading (demo); load_model also reads the file's mark
     kind: str  # "released" | "demo" | "path"
 
 
@@ -157,12 +157,15 @@ def resolve_checkpoint(spec: str, download: bool = True) -> ResolvedCheckpoint:
         raise CheckpointError(
             f"model.checkpoint {spec!r} is not a file; use auto, demo or a checkpoint path"
         )
-    untrained = bool(torch.load(path, map_location="cpu", weights_only=False).get("foldcp", {}).get("untrained", False))
-    return ResolvedCheckpoint(path, _ensure_boltz_mols(boltz_cache()), untrained, "path")
+    return ResolvedCheckpoint(path, _ensure_boltz_mols(boltz_cache()), False, "path")
 
 
 def load_model(checkpoint: ResolvedCheckpoint, settings: dict, device: torch.device):
-    """Load Boltz2 from a checkpoint with the run's settings, in eval mode on `device`."""
+    """Load Boltz2 from a checkpoint with the run's settings, in eval mode on `device`.
+
+    Returns (model, untrained): untrained is true for the demo checkpoint wherever it was
+    copied to, since foldcp marks the checkpoints it builds.
+    """
     from boltz.model.models.boltz2 import Boltz2
 
     try:
@@ -173,4 +176,5 @@ def load_model(checkpoint: ResolvedCheckpoint, settings: dict, device: torch.dev
     model = Boltz2.load_from_checkpoint(
         checkpoint.path, strict=True, map_location="cpu", weights_only=False, **overrides
     )
-    return model.eval().to(device)
+    untrained = checkpoint.untrained or bool(stored.get("foldcp", {}).get("untrained", False))
+    return model.eval().to(device), untrained

@@ -61,7 +61,7 @@ class BatchPredictor:
         if precision == "auto":
             precision = "bf16-mixed" if self.device.type == "cuda" else "32"
         self.precision = precision
-        self.model = load_model(self.checkpoint, self.settings, self.device)
+        self.model, self.untrained = load_model(self.checkpoint, self.settings, self.device)
         from boltz.data.mol import load_canonicals
 
         self.canonicals = load_canonicals(self.checkpoint.mol_dir)
@@ -70,6 +70,8 @@ class BatchPredictor:
     def fold(self, complex_, proteins, directory: Path) -> dict:
         """Featurize, run Boltz-2 and write all files of one complex; return its manifest."""
         started = time.time()
+        # Seed before featurizing too: parts of Boltz's pipeline draw from global RNGs.
+        seed_everything(self.settings["seed"])
         featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals)
         seed_everything(self.settings["seed"])
         autocast = torch.autocast(
@@ -89,7 +91,7 @@ class BatchPredictor:
         out["confidence_score"] = (4 * out["complex_plddt"] + iptm_or_ptm) / 5
         atom_mask = featurized.features["atom_pad_mask"][0].bool()
         chain_names = [c["chain"] for c in featurized.chains]
-        untrained = self.checkpoint.untrained
+        untrained = self.untrained
         files = []
         for sample in range(self.settings["diffusion_samples"]):
             coords = out["sample_atom_coords"][sample][atom_mask.to(self.device)].float().cpu().numpy()
@@ -158,7 +160,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     table = pd.DataFrame(rows)
     table.insert(0, "batch_id", batch_id)
     table["device"] = str(predictor.device) if predictor else ""
-    table["untrained"] = bool(predictor.checkpoint.untrained) if predictor else False
+    table["untrained"] = bool(predictor.untrained) if predictor else False
     table = table[STATUS_COLUMNS]
     write_parquet(out_dir / "batches" / f"{batch_id}.parquet", table)
     return table

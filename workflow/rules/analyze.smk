@@ -7,17 +7,24 @@ rule analyze:
         complexes=f"{OUT}/metrics/{{batch}}.complexes.parquet",
         chain_pairs=f"{OUT}/metrics/{{batch}}.chain_pairs.parquet",
         failures=f"{OUT}/metrics/{{batch}}.failures.parquet",
+    params:
+        predictions=lambda wildcards, input: Path(input.status).parent.parent,
+        metrics=lambda wildcards, output: Path(output.complexes).parent,
     log:
         f"{OUT}/logs/analyze/{{batch}}.log",
+    conda:
+        ENV
     shell:
         "foldcp analyze --config {input.config} --batch {wildcards.batch} "
-        "--status {input.status} --predictions {OUT}/predictions --out {OUT}/metrics > {log} 2>&1"
+        "--status {input.status} --predictions {params.predictions} "
+        "--out {params.metrics} > {log} 2>&1"
 
 
 rule merge:
     input:
         config=RESOLVED_CONFIG,
         plan=f"{OUT}/plan/plan.parquet",
+        known=optional_input(config["known_interactions"]),
         tables=lambda wildcards: expand(
             f"{OUT}/metrics/{{batch}}.complexes.parquet", batch=all_batches()
         ),
@@ -28,9 +35,15 @@ rule merge:
         skipped=f"{OUT}/skipped.parquet",
         ranked=f"{OUT}/ranked.parquet",
         ranked_tsv=f"{OUT}/ranked.tsv",
+    params:
+        plan_dir=lambda wildcards, input: Path(input.plan).parent,
+        metrics=f"{OUT}/metrics",
+        results=lambda wildcards, output: Path(output.ranked).parent,
     log:
         f"{OUT}/logs/merge.log",
     localrule: True
+    conda:
+        ENV
     shell:
-        "foldcp merge --config {input.config} --plan-dir {OUT}/plan --metrics {OUT}/metrics "
-        "--out {OUT} > {log} 2>&1"
+        "foldcp merge --config {input.config} --plan-dir {params.plan_dir} "
+        "--metrics {params.metrics} --out {params.results} > {log} 2>&1"

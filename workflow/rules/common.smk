@@ -1,14 +1,34 @@
-# Config validation (errors name the key) and helpers shared by the stages.
+# Config validation (errors name the key) and helper functions shared by the stages.
+from pathlib import Path
+
 import pandas as pd
-import yaml
 
 from foldcp.config import validate_config
-from foldcp.io import write_text
+from foldcp.inputs import load_candidates, read_fasta
 
 
 validate_config(config)
 OUT = config["output_dir"]
 RESOLVED_CONFIG = f"{OUT}/config.yaml"
+ENV = "../envs/foldcp.yaml"
+CANDIDATE_FILES = {
+    "pairs": ["pairs"],
+    "all_vs_all": ["ids"],
+    "bait_vs_library": ["baits", "library"],
+}[config["candidates"]["mode"]]
+
+if workflow.is_main_process:
+    # Bad input stops the workflow before any job runs, with the file, line and problem.
+    load_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
+
+
+def candidate_inputs():
+    """The candidate files the chosen mode reads (so edits to them re-plan)."""
+    return [config["candidates"][k] for k in CANDIDATE_FILES if config["candidates"].get(k)]
+
+
+def optional_input(path):
+    return [path] if path else []
 
 
 def planned():
@@ -28,14 +48,3 @@ def batch_msas(wildcards):
     for members in plan.loc[plan["batch_id"] == wildcards.batch, "proteins"]:
         proteins.update(members)
     return [f"{OUT}/msa/{protein}.a3m" for protein in sorted(proteins)]
-
-
-rule resolved_config:
-    """The validated config with defaults and --config overrides, read by every foldcp step."""
-    output:
-        RESOLVED_CONFIG,
-    params:
-        text=yaml.safe_dump(config, sort_keys=True),
-    localrule: True
-    run:
-        write_text(output[0], params.text)

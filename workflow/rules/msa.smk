@@ -9,6 +9,8 @@ rule msa:
         f"{OUT}/logs/msa/{{protein}}.log",
     group:
         "msa"
+    conda:
+        ENV
     shell:
         "foldcp msa --config {input.config} --protein {wildcards.protein} "
         "--out {output} > {log} 2>&1"

@@ -4,16 +4,16 @@ checkpoint plan:
     input:
         config=RESOLVED_CONFIG,
         proteins=config["proteins"],
-        candidates=[
-            config["candidates"][key]
-            for key in ("pairs", "ids", "baits", "library")
-            if config["candidates"].get(key)
-        ],
+        candidates=candidate_inputs(),
     output:
         plan=f"{OUT}/plan/plan.parquet",
         skipped=f"{OUT}/plan/skipped.parquet",
+    params:
+        plan_dir=lambda wildcards, output: Path(output.plan).parent,
     log:
         f"{OUT}/logs/plan.log",
     localrule: True
+    conda:
+        ENV
     shell:
-        "foldcp plan --config {input.config} --out {OUT}/plan > {log} 2>&1"
+        "foldcp plan --config {input.config} --out {params.plan_dir} > {log} 2>&1"

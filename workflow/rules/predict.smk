@@ -6,9 +6,13 @@ rule predict:
         msas=batch_msas,
     output:
         status=f"{OUT}/predictions/batches/{{batch}}.parquet",
+    params:
+        predictions=lambda wildcards, output: Path(output.status).parent.parent,
     log:
         f"{OUT}/logs/predict/{{batch}}.log",
     threads: 1
+    conda:
+        ENV
     shell:
         "OMP_NUM_THREADS={threads} foldcp predict --config {input.config} --plan {input.plan} "
-        "--batch {wildcards.batch} --out {OUT}/predictions > {log} 2>&1"
+        "--batch {wildcards.batch} --out {params.predictions} > {log} 2>&1"

@@ -1,0 +1,40 @@
+import pytest
+
+from foldcp.config import load_config, validate_config
+from foldcp.errors import ConfigError
+
+
+def base():
+    return {"proteins": "p.fasta", "candidates": {"mode": "pairs", "pairs": "x.tsv"}}
+
+
+def test_defaults_filled():
+    config = validate_config(base())
+    assert config["plan"]["grids"] == [1, 2, 4, 8, 16]
+    assert config["plan"]["memory_model"]["pair_gib_per_ktoken2"] == pytest.approx(8.13)
+    assert config["model"]["checkpoint"] == "auto"
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"plan": {"grids": [1, -2]}}, "plan.grids[1]"),
+        ({"model": {"sampling_steps": 1}}, "model.sampling_steps"),
+        ({"model": {"device": "gpu0"}}, "model.device"),
+        ({"candidates": {"mode": "everything"}}, "candidates.mode"),
+        ({"plan": {"grids": [2, 1]}}, "plan.grids"),
+        ({"candidates": {"mode": "pairs"}}, "candidates.pairs"),
+        ({"bogus": 1}, "(top level)"),
+    ],
+)
+def test_errors_name_the_key(change, key):
+    config = base()
+    config.update(change)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert f"config key {key}" in str(info.value)
+
+
+def test_demo_config_is_valid():
+    config = load_config("config/config.yaml")
+    assert config["model"]["checkpoint"] == "demo"

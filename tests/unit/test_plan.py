@@ -1,0 +1,62 @@
+import pandas as pd
+import pytest
+
+from foldcp.inputs import make_complex, parse_complex
+from foldcp.inputs.fasta import Protein
+from foldcp.plan import MemoryModel, build_plan, choose_grid, pack_batches
+
+PLAN = {
+    "grids": [1, 2, 4, 8], "gpu_memory_gib": 80, "safety_margin": 0.1,
+    "memory_model": {"fixed_gib": 2.0, "pair_gib_per_ktoken2": 8.13, "cp_overhead": 1.15},
+    "batch": {"max_complexes": 3, "max_tokens": 1000},
+}
+
+
+def test_memory_model_reproduces_anchor_figures():
+    model = MemoryModel()
+    # stock Boltz-2, one H100: 10.1 GiB @1000, 34.5 @2000, 52.8 @2500 tokens
+    for tokens, gib in [(1000, 10.1), (2000, 34.5), (2500, 52.8)]:
+        assert model.gib_per_gpu(tokens, 1) == pytest.approx(gib, abs=0.2)
+    assert model.gib_per_gpu(4000, 4) < model.gib_per_gpu(4000, 2) < model.gib_per_gpu(4000, 1)
+
+
+def test_grid_is_smallest_that_fits():
+    model = MemoryModel()
+    assert choose_grid(2500, [1, 2, 4], model, 80, 0.1).gpus == 1
+    # 3000 tokens: ~75 GiB on one GPU > 72 budget -> 2 GPUs (anchor: stock OOMs at 3000)
+    assert choose_grid(3000, [1, 2, 4], model, 80, 0.1).gpus == 2
+    assert choose_grid(3000, [1, 4], model, 80, 0.1).gpus == 4
+    too_big = choose_grid(20000, [1, 2, 4], model, 80, 0.1)
+    assert too_big.gpus is None and "20000 tokens" in too_big.reason
+
+
+def test_pack_batches_respects_caps():
+    items = [(f"c{i}", t) for i, t in enumerate([100, 900, 300, 300, 50, 2000, 10])]
+    batches = pack_batches(items, max_complexes=3, max_tokens=1000)
+    assert sorted(sum(batches, [])) == sorted(c for c, _ in items)
+    sizes = dict(items)
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or sum(sizes[c] for c in batch) <= 1000
+    assert batches[0] == ["c5"]  # largest first, alone when over the token cap
+
+
+def test_build_plan_tables():
+    proteins = {"S": Protein("S", "M" * 200), "M": Protein("M", "K" * 1600),
+                "H": Protein("H", "A" * 9000)}
+    complexes = [make_complex(parse_complex(s)) for s in ["S;S", "S;M", "M:2", "S;H", "S:3"]]
+    plan, skipped = build_plan(complexes, proteins, PLAN)
+    by_id = plan.set_index("complex_id")
+    assert by_id.loc["Sx2", "grid"] == 1 and by_id.loc["Sx3", "grid"] == 1
+    assert by_id.loc["M__S", "tokens"] == 1800
+    assert by_id.loc["Mx2", "grid"] == 2  # 3200 tokens: 2 + 8.13 x 3.2^2 = 85 GiB > 72 on one GPU
+    assert list(skipped["complex_id"]) == ["H__S"]
+    assert skipped["reason"].iloc[0].startswith("too_large")
+    # grid-1 batches obey the caps; bigger grids one complex per batch
+    for batch_id, members in plan.groupby("batch_id"):
+        if batch_id.startswith("g1-"):
+            assert len(members) <= 3 and (len(members) == 1 or members["tokens"].sum() <= 1000)
+        else:
+            assert len(members) == 1
+    assert set(plan.columns) >= {"complex_id", "spec", "tokens", "grid", "batch_id", "proteins"}
+    assert isinstance(plan, pd.DataFrame) and plan["batch_id"].notna().all()

@@ -1,0 +1,149 @@
+"""foldcp predict on the demo model: outputs, reruns, failures, determinism, result tables."""
+
+import json
+import shutil
+
+import gemmi
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from foldcp.analyze.tables import batch_tables, ranked_table
+from foldcp.config import validate_config
+from foldcp.plan import plan_screen
+from foldcp.runner import predict
+
+FASTA = """>sp|P11540|BARS_BACAM Barstar
+MKKAVINGEQIRSISDLHQTLKKELALPEYYGENLDALWDCLTGWVEYPLVLEWRQFEQSKQLTENGAESVLQVFREAKAEGCDITIILS
+>pepA
+MKVLAGWDE
+>pepB
+GSHMQRTY
+"""
+
+
+@pytest.fixture
+def screen(tmp_path, foldcp_cache, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.fasta").write_text(FASTA)
+    (tmp_path / "pairs.tsv").write_text("chains\nP11540;pepA\npepA:2\npepB;pepA\n")
+    config = validate_config({
+        "proteins": "p.fasta",
+        "candidates": {"mode": "pairs", "pairs": "pairs.tsv"},
+        "model": {"checkpoint": "demo", "device": "cpu", "recycling_steps": 0,
+                  "sampling_steps": 2, "diffusion_samples": 2, "max_parallel_samples": 2},
+        "plan": {"batch": {"max_complexes": 8}},
+    })
+    plan = plan_screen(config, tmp_path / "plan")
+    assert plan["batch_id"].nunique() == 1
+    return config, tmp_path, plan["batch_id"].iloc[0]
+
+
+def run(screen):
+    config, root, batch = screen
+    return predict.run_batch(config, root / "plan" / "plan.parquet", batch, root / "pred")
+
+
+def test_batch_writes_complete_outputs_and_resumes(screen):
+    config, root, batch = screen
+    table = run(screen)
+    assert list(table["status"]) == ["ok", "ok", "ok"]
+    assert table["untrained"].all()
+    directory = root / "pred" / "P11540__pepA"
+    manifest = json.loads((directory / "done.json").read_text())
+    assert manifest["untrained"] is True and manifest["tokens"] == 90 + 9
+    assert [c["protein_id"] for c in manifest["chains"]] == ["P11540", "pepA"]
+    for sample in (0, 1):
+        confidence = json.loads((directory / f"confidence_model_{sample}.json").read_text())
+        assert confidence["untrained"] is True
+        assert 0.0 <= confidence["iptm"] <= 1.0 and 0.0 <= confidence["ptm"] <= 1.0
+        assert set(confidence["pair_chains_iptm"]) == {"A", "B"}
+        pae = np.load(directory / f"pae_model_{sample}.npz")["pae"]
+        plddt = np.load(directory / f"plddt_model_{sample}.npz")["plddt"]
+        assert pae.shape == (99, 99) and plddt.shape == (99,)
+        assert np.isfinite(pae).all() and (pae >= 0).all()
+        text = (directory / f"model_{sample}.cif").read_text()
+        assert text.startswith("# foldcp: UNTRAINED")
+        structure = gemmi.read_structure(str(directory / f"model_{sample}.cif"))
+        assert [len(ch) for ch in structure[0]] == [90, 9]
+        assert np.isfinite([a.pos.x for r in structure[0]["A"] for a in r]).all()
+    # the status table is the batch's durable record
+    assert pd.read_parquet(root / "pred" / "batches" / f"{batch}.parquet").equals(table)
+    # a rerun skips finished complexes and leaves their files alone
+    before = (directory / "model_0.cif").stat().st_mtime_ns
+    again = run(screen)
+    assert list(again["status"]) == ["already_done"] * 3
+    assert (directory / "model_0.cif").stat().st_mtime_ns == before
+
+
+def test_same_seed_same_structure_whatever_ran_before(screen):
+    config, root, batch = screen
+    run(screen)
+    first = np.load(root / "pred" / "pepA__pepB" / "pae_model_0.npz")["pae"]
+    cif = (root / "pred" / "pepA__pepB" / "model_1.cif").read_text()
+    # redo only this complex: now it runs first in the batch instead of last
+    shutil.rmtree(root / "pred" / "pepA__pepB")
+    table = run(screen)
+    assert table.set_index("complex_id").loc["pepA__pepB", "status"] == "ok"
+    assert np.array_equal(np.load(root / "pred" / "pepA__pepB" / "pae_model_0.npz")["pae"], first)
+    assert (root / "pred" / "pepA__pepB" / "model_1.cif").read_text() == cif
+
+
+def test_a_failing_complex_is_recorded_and_the_batch_goes_on(screen, monkeypatch):
+    real_fold = predict.BatchPredictor.fold
+
+    def flaky(self, complex_, proteins, directory):
+        if complex_.id == "pepAx2":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.6 GiB")
+        if complex_.id == "pepA__pepB":
+            raise ValueError("featurizer exploded")
+        return real_fold(self, complex_, proteins, directory)
+
+    monkeypatch.setattr(predict.BatchPredictor, "fold", flaky)
+    table = run(screen).set_index("complex_id")
+    assert table.loc["P11540__pepA", "status"] == "ok"
+    assert table.loc["pepAx2", "status"] == "out_of_memory"
+    assert table.loc["pepA__pepB", "status"] == "failed"
+    assert "featurizer exploded" in table.loc["pepA__pepB", "error"]
+    config, root, batch = screen
+    assert not (root / "pred" / "pepAx2" / "done.json").exists()
+    assert "OutOfMemoryError" in (root / "pred" / "pepAx2" / "error.log").read_text()
+    # failures reach the failures table; successes the result tables
+    tables = batch_tables(root / "pred" / "batches" / f"{batch}.parquet", root / "pred",
+                          config["analysis"])
+    assert set(tables["failures"]["complex_id"]) == {"pepAx2", "pepA__pepB"}
+    assert set(tables["complexes"]["complex_id"]) == {"P11540__pepA"}
+    # the rerun (without the fault) folds only what failed
+    monkeypatch.setattr(predict.BatchPredictor, "fold", real_fold)
+    again = run(screen).set_index("complex_id")["status"].to_dict()
+    assert again == {"P11540__pepA": "already_done", "pepAx2": "ok", "pepA__pepB": "ok"}
+
+
+def test_result_tables_from_predictions(screen):
+    config, root, batch = screen
+    run(screen)
+    tables = batch_tables(root / "pred" / "batches" / f"{batch}.parquet", root / "pred",
+                          config["analysis"])
+    complexes, pairs = tables["complexes"], tables["chain_pairs"]
+    assert len(complexes) == 3 * 2 and tables["failures"].empty
+    assert complexes.groupby("complex_id")["best_sample"].sum().eq(1).all()
+    for row in complexes.itertuples():
+        confidence = json.loads((root / "pred" / row.complex_id / f"confidence_model_{row.sample}.json").read_text())
+        assert row.iptm == confidence["iptm"]
+        assert row.ranking_score == pytest.approx(0.8 * confidence["iptm"] + 0.2 * confidence["ptm"])
+    best = complexes[complexes["best_sample"]]
+    for row in best.itertuples():
+        same = complexes[complexes["complex_id"] == row.complex_id]
+        assert row.ranking_score == same["ranking_score"].max()
+    # one chain pair per two-chain complex and sample; contacts are consistent
+    assert len(pairs) == 3 * 2
+    homodimer = pairs[pairs["complex_id"] == "pepAx2"]
+    assert set(homodimer["protein_a"]) == {"pepA"} == set(homodimer["protein_b"])
+    total = pairs.groupby(["complex_id", "sample"])["contacts"].sum()
+    merged = complexes.set_index(["complex_id", "sample"])["interchain_contacts"]
+    assert (total.sort_index() == merged.sort_index()).all()
+    complexes = complexes.assign(known=False, novel=True)
+    ranked = ranked_table(complexes, 0.6)
+    assert list(ranked["rank"]) == [1, 2, 3]
+    assert ranked["ranking_score"].is_monotonic_decreasing
