@@ -48,7 +48,7 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
         )
         complexes.append({
             "complex_id": manifest["complex_id"],
-            "spec": manifest["spec"],
+            "chains": manifest["spec"],
             "batch_id": batch_id,
             "sample": sample,
             "proteins": sorted(set(protein_of.values())),
@@ -90,7 +90,7 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
 
 
 COMPLEX_COLUMNS = [
-    "complex_id", "spec", "batch_id", "sample", "proteins", "num_chains", "tokens", "iptm", "ptm",
+    "complex_id", "chains", "batch_id", "sample", "proteins", "num_chains", "tokens", "iptm", "ptm",
     "complex_plddt", "complex_iplddt", "confidence_score", "mean_plddt", "ranking_score",
     "interchain_contacts", "best_sample", "untrained", "model_path", "pae_path", "plddt_path",
 ]
@@ -161,7 +161,7 @@ def ranked_table(complexes: pd.DataFrame, confident_iptm: float) -> pd.DataFrame
         confident=best["iptm"] >= confident_iptm,
         proteins=best["proteins"].map(lambda p: ";".join(p)),
     )
-    columns = ["rank", "complex_id", "spec", "proteins", "ranking_score", "iptm", "ptm",
+    columns = ["rank", "complex_id", "chains", "proteins", "ranking_score", "iptm", "ptm",
                "complex_plddt", "interchain_contacts", "confident", "known", "novel",
                "untrained", "model_path"]
     return best[columns].reset_index(drop=True)

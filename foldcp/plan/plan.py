@@ -1,8 +1,8 @@
 """The screen plan: tokens, GPU grid and batch for every candidate complex.
 
 Tables (Parquet):
-- plan:    complex_id, spec, proteins, num_chains, tokens, grid, est_gib_per_gpu, batch_id, source
-- skipped: complex_id, spec, tokens, reason
+- plan:    complex_id, chains, proteins, num_chains, tokens, grid, est_gib_per_gpu, batch_id, source
+- skipped: complex_id, chains, tokens, reason
 
 Batch IDs are ``g{grid}-{index:05d}``; grid-1 batches hold many complexes, larger grids one.
 """
@@ -19,10 +19,10 @@ from foldcp.plan.batching import pack_batches
 from foldcp.plan.memory import MemoryModel, choose_grid
 
 PLAN_COLUMNS = [
-    "complex_id", "spec", "proteins", "num_chains", "tokens", "grid", "est_gib_per_gpu",
+    "complex_id", "chains", "proteins", "num_chains", "tokens", "grid", "est_gib_per_gpu",
     "batch_id", "source",
 ]
-SKIPPED_COLUMNS = ["complex_id", "spec", "tokens", "reason"]
+SKIPPED_COLUMNS = ["complex_id", "chains", "tokens", "reason"]
 
 
 def build_plan(
@@ -39,13 +39,13 @@ def build_plan(
         )
         if choice.gpus is None:
             skipped.append(
-                {"complex_id": complex_.id, "spec": complex_.spec, "tokens": tokens,
+                {"complex_id": complex_.id, "chains": complex_.spec, "tokens": tokens,
                  "reason": "too_large: " + choice.reason}
             )
             continue
         rows.append({
             "complex_id": complex_.id,
-            "spec": complex_.spec,
+            "chains": complex_.spec,
             "proteins": sorted({c.protein_id for c in complex_.chains}),
             "num_chains": complex_.num_chains,
             "tokens": tokens,

@@ -134,7 +134,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     predictor = None
     rows = []
     for row in batch.itertuples():
-        complex_ = make_complex(parse_complex(row.spec))
+        complex_ = make_complex(parse_complex(row.chains))
         directory = out_dir / complex_.id
         if is_done(directory):
             rows.append(dict(complex_id=complex_.id, status="already_done", error="", runtime_s=0.0))

@@ -58,5 +58,5 @@ def test_build_plan_tables():
             assert len(members) <= 3 and (len(members) == 1 or members["tokens"].sum() <= 1000)
         else:
             assert len(members) == 1
-    assert set(plan.columns) >= {"complex_id", "spec", "tokens", "grid", "batch_id", "proteins"}
+    assert set(plan.columns) >= {"complex_id", "chains", "tokens", "grid", "batch_id", "proteins"}
     assert isinstance(plan, pd.DataFrame) and plan["batch_id"].notna().all()

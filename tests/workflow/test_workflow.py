@@ -118,7 +118,7 @@ def test_configfile_replaces_the_demo_config(tmp_path):
         f"proteins: {REPO / 'config' / 'example' / 'proteins.fasta'}\n"
         "candidates: {mode: all_vs_all}\noutput_dir: screen1\n"
     )
-    result = snakemake(root, "--configfile", "my.yaml", "screen1/config.yaml")
+    result = snakemake(root, "screen1/config.yaml", "--configfile", "my.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = yaml.safe_load((root / "screen1" / "config.yaml").read_text())
     # nothing of the demo config leaks in: schema defaults fill what my.yaml leaves out
