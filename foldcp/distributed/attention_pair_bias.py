@@ -1,0 +1,48 @@
+"""Attention with pair bias on the single track, with the pair bias tiled.
+
+s (tokens × C_s) is small and replicated on every rank. Rank (p, q) attends from queries
+s[R_p] to keys s[C_q] with the bias projected from its own pair block z[R_p, C_q]; the grid row
+combines the partial softmaxes exactly (all-reduce of the max, then of the rescaled sums and
+outputs), and the grid column all-gathers the updated rows so s is whole again everywhere.
+Built from Boltz's AttentionPairBias (v2) and sharing its parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.distributed as dist
+
+from foldcp.distributed.comm import all_gather_cat, all_reduce
+from foldcp.distributed.layout import Layout
+
+
+class DistAttentionPairBias(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, k_in: torch.Tensor,
+                layout: Layout) -> torch.Tensor:
+        """s, k_in: [B, N', C_s] (whole), z: [B, |R_p|, |C_q|, C_z] block, mask: [B, N'] tokens."""
+        m = self.serial
+        grid = layout.grid
+        rows, cols = layout.rows, layout.cols
+        batch = s.shape[0]
+        heads, width = m.num_heads, m.head_dim
+        q = m.proj_q(s[:, rows]).view(batch, -1, heads, width)
+        k = m.proj_k(k_in[:, cols]).view(batch, -1, heads, width)
+        v = m.proj_v(k_in[:, cols]).view(batch, -1, heads, width)
+        bias = m.proj_z(z)  # [B, H, |R_p|, |C_q|]
+        gate = m.proj_g(s[:, rows]).sigmoid()
+        attn = torch.einsum("bihd,bjhd->bhij", q.float(), k.float())
+        attn = attn / (width**0.5) + bias.float()
+        attn = attn + (1 - mask[:, None, None, cols].float()) * -m.inf
+        attn = attn + layout.padding_bias(cols, s.device, attn.dtype, m.inf)
+        row_max = all_reduce(attn.amax(dim=-1), grid.row_group, dist.ReduceOp.MAX)
+        weights = torch.exp(attn - row_max.unsqueeze(-1))
+        total = all_reduce(weights.sum(dim=-1), grid.row_group)  # [B, H, I]
+        out = all_reduce(torch.einsum("bhij,bjhd->bihd", weights, v.float()), grid.row_group)
+        out = (out / total.permute(0, 2, 1).unsqueeze(-1)).to(v.dtype)
+        out = m.proj_o(gate * out.reshape(batch, -1, m.c_s))  # rows R_p
+        return all_gather_cat(out, grid.col_group, dim=1)  # [B, N', C_s]

@@ -1,0 +1,181 @@
+"""Communication primitives for context parallelism, each with an explicit post / wait.
+
+`post` starts the transfer and returns a `Pending`; the caller computes on what it already
+holds and calls `wait()` only when it needs the data, so transfers overlap with compute.
+Everything is plain torch.distributed (NCCL on GPUs, gloo on CPU); point-to-point messages
+address global ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from foldcp.distributed.grid import Grid
+
+
+@dataclass
+class Pending:
+    """Posted operations; `wait()` completes them and returns the received tensor(s)."""
+
+    works: list = field(default_factory=list)
+    result: object = None
+
+    def wait(self):
+        for work in self.works:
+            work.wait()
+        self.works = []
+        return self.result
+
+
+class RingShift:
+    """Shift a tensor one step around a ring of ranks (a grid row or column).
+
+    Each rank sends to its predecessor and receives from its successor, so after t steps a
+    rank holds the block that started t places further along. Two receive buffers alternate
+    (double buffering): post step t+1 while computing on step t's block.
+    """
+
+    def __init__(self, ranks: list[int], me: int) -> None:
+        self.ranks = ranks
+        self.index = ranks.index(me)
+        self.send_to = ranks[(self.index - 1) % len(ranks)]
+        self.recv_from = ranks[(self.index + 1) % len(ranks)]
+
+    def post(self, tensors: list[torch.Tensor]) -> Pending:
+        if len(self.ranks) == 1:
+            return Pending([], tensors)
+        received = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
+        works = []
+        for sent, buffer in zip(tensors, received):
+            works.append(dist.isend(sent.contiguous(), self.send_to))
+            works.append(dist.irecv(buffer, self.recv_from))
+        return Pending(works, received)
+
+
+class GroupBroadcast:
+    """Broadcast a block from one member of a process group to the others."""
+
+    def __init__(self, group, ranks: list[int], me: int) -> None:
+        self.group = group
+        self.ranks = ranks
+        self.me = me
+
+    def post(self, tensor: torch.Tensor | None, shape, dtype, device, src_index: int) -> Pending:
+        """`tensor` is the payload on the source (ignored elsewhere)."""
+        src = self.ranks[src_index]
+        if src == self.me:
+            buffer = tensor.contiguous()
+        else:
+            buffer = torch.empty(shape, dtype=dtype, device=device)
+        if len(self.ranks) == 1:
+            return Pending([], buffer)
+        work = dist.broadcast(buffer, src, group=self.group, async_op=True)
+        return Pending([work], buffer)
+
+
+def all_reduce(tensor: torch.Tensor, group, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """In-place all-reduce over a group (no-op for a group of one)."""
+    if group is not None and dist.get_world_size(group) > 1:
+        dist.all_reduce(tensor, op=op, group=group)
+    return tensor
+
+
+def all_gather_cat(tensor: torch.Tensor, group, dim: int) -> torch.Tensor:
+    """Concatenate the group members' tensors (equal shapes) along `dim`, in rank order."""
+    if group is None or dist.get_world_size(group) == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, tensor.contiguous(), group=group)
+    return torch.cat(parts, dim=dim)
+
+
+def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
+    """Natural layout of X → natural layout of Xᵀ: rank (p, q) ends with Xᵀ[R_p, C_q].
+
+    x: [B, |R_p|, |C_q|, ...] = X[R_p, C_q] on rank (p, q). Rank (p, q) needs X[C_q, R_p];
+    the piece X[R_s ∩ C_q, C_t ∩ R_p] comes from rank (s, t). On a square grid this is a swap
+    with rank (q, p); on r != c grids each rank exchanges with up to (r+c-1)² others.
+    Returns [B, |R_p|, |C_q|, ...].
+    """
+    if grid.size == 1:
+        return x.transpose(1, 2).contiguous()
+    r0, r1 = grid.row_range(n_padded)
+    c0, c1 = grid.col_range(n_padded)
+    out = x.new_empty((x.shape[0], c1 - c0, r1 - r0, *x.shape[3:]))  # X[C_q, R_p]
+    works, sends = [], []
+    for p in range(grid.rows):
+        for q in range(grid.cols):
+            peer = grid.rank_of(p, q)
+            # what I send to (p, q): X[R_me ∩ C_q', C_me ∩ R_p']
+            dr0, dr1 = grid.row_range(n_padded, p)
+            dc0, dc1 = grid.col_range(n_padded, q)
+            rows = (max(r0, dc0), min(r1, dc1))
+            cols = (max(c0, dr0), min(c1, dr1))
+            if rows[0] < rows[1] and cols[0] < cols[1]:
+                piece = x[:, rows[0] - r0 : rows[1] - r0, cols[0] - c0 : cols[1] - c0].contiguous()
+                if peer == grid.rank:
+                    out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0] = piece
+                else:
+                    sends.append(piece)
+                    works.append(dist.isend(piece, peer))
+            # what I receive from (p, q): X[R_p' ∩ C_me, C_q' ∩ R_me]
+            if peer == grid.rank:
+                continue
+            rows = (max(dr0, c0), min(dr1, c1))
+            cols = (max(dc0, r0), min(dc1, r1))
+            if rows[0] < rows[1] and cols[0] < cols[1]:
+                view = out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0]
+                buffer = torch.empty_like(view)
+                works.append((dist.irecv(buffer, peer), view, buffer))
+    for work in works:
+        if isinstance(work, tuple):
+            handle, view, buffer = work
+            handle.wait()
+            view.copy_(buffer)
+        else:
+            work.wait()
+    return out.transpose(1, 2).contiguous()
+
+
+def gather_pair(block: torch.Tensor, grid: Grid, n_padded: int, dst: int = 0) -> torch.Tensor | None:
+    """Assemble the whole padded pair tensor on rank `dst` (tests and I/O only)."""
+    if grid.size == 1:
+        return block
+    parts = [torch.empty_like(block) for _ in range(grid.size)] if grid.rank == dst else None
+    dist.gather(block.contiguous(), parts, dst=dst)
+    if grid.rank != dst:
+        return None
+    full = block.new_zeros((block.shape[0], n_padded, n_padded, *block.shape[3:]))
+    for rank, part in enumerate(parts):
+        p, q = divmod(rank, grid.cols)
+        a, b = grid.row_range(n_padded, p)
+        c, d = grid.col_range(n_padded, q)
+        full[:, a:b, c:d] = part
+    return full
+
+
+def scatter_pair(full: torch.Tensor | None, grid: Grid, n_padded: int, like: torch.Tensor,
+                 src: int = 0) -> torch.Tensor:
+    """Inverse of gather_pair: rank `src` holds the whole tensor, every rank gets its block.
+
+    `like` gives the block's dtype and trailing shape on every rank.
+    """
+    r0, r1 = grid.row_range(n_padded)
+    c0, c1 = grid.col_range(n_padded)
+    block = like.new_empty((like.shape[0], r1 - r0, c1 - c0, *like.shape[3:]))
+    if grid.size == 1:
+        block.copy_(full)
+        return block
+    parts = None
+    if grid.rank == src:
+        parts = []
+        for rank in range(grid.size):
+            p, q = divmod(rank, grid.cols)
+            a, b = grid.row_range(n_padded, p)
+            c, d = grid.col_range(n_padded, q)
+            parts.append(full[:, a:b, c:d].contiguous())
+    dist.scatter(block, parts, src=src)
+    return block

@@ -1,0 +1,55 @@
+"""Boltz-2's PairformerLayer / PairformerModule (v2) under context parallelism.
+
+The pair tensor z is tiled ([B, |R_p|, |C_q|, C_z] per rank), the single track s and the token
+mask are whole on every rank. Each distributed layer wraps the serial Boltz layer and uses its
+parameters, so a checkpoint loads into the serial model and runs tiled unchanged. Inference
+only (no dropout).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
+from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.triangle_attention import DistTriangleAttention
+from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
+
+
+class DistPairformerLayer(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+        self.tri_mul_out = DistTriangleMultiplication(serial.tri_mul_out, outgoing=True)
+        self.tri_mul_in = DistTriangleMultiplication(serial.tri_mul_in, outgoing=False)
+        self.tri_att_start = DistTriangleAttention(serial.tri_att_start)
+        self.tri_att_end = DistTriangleAttention(serial.tri_att_end)
+        self.attention = DistAttentionPairBias(serial.attention)
+
+    def forward(self, s, z, mask, pair_mask, layout: Layout):
+        """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block."""
+        m = self.serial
+        z = z + self.tri_mul_out(z, pair_mask, layout)
+        z = z + self.tri_mul_in(z, pair_mask, layout)
+        z = z + self.tri_att_start(z, pair_mask, layout)
+        z = z + self.tri_att_end(z, pair_mask, layout)
+        z = z + rowwise(m.transition_z, z, expansion=4)
+        with torch.autocast("cuda", enabled=False):
+            s_normed = m.pre_norm_s(s.float())
+            s = s.float() + self.attention(s_normed, z.float(), mask.float(), s_normed, layout)
+            s = s + m.transition_s(s)
+            s = m.s_post_norm(s)
+        return s, z
+
+
+class DistPairformerModule(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+        self.layers = nn.ModuleList(DistPairformerLayer(layer) for layer in serial.layers)
+
+    def forward(self, s, z, mask, pair_mask, layout: Layout):
+        for layer in self.layers:
+            s, z = layer(s, z, mask, pair_mask, layout)
+        return s, z

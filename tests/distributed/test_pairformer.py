@@ -1,0 +1,165 @@
+"""Each distributed Pairformer layer, and the whole module, against the serial Boltz module.
+
+Real process grids (gloo), fresh random inputs and RANDOMISED weights (Boltz zero-initialises
+gates and output projections: untouched, a layer returns zero and the comparison proves
+nothing), N not divisible by the grid, masked tokens, float64 tight and float32 ~1e-5.
+"""
+
+import contextlib
+from unittest import mock
+
+import pytest
+import torch
+from boltz.model.layers.attentionv2 import AttentionPairBias
+from boltz.model.layers.pairformer import PairformerLayer, PairformerModule
+from boltz.model.layers.triangular_attention.attention import (
+    TriangleAttentionEndingNode,
+    TriangleAttentionStartingNode,
+)
+from boltz.model.layers.triangular_mult import (
+    TriangleMultiplicationIncoming,
+    TriangleMultiplicationOutgoing,
+)
+
+from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
+from foldcp.distributed.guard import LargestTensor
+from foldcp.distributed.layout import Layout
+from foldcp.distributed.pairformer import DistPairformerLayer, DistPairformerModule
+from foldcp.distributed.triangle_attention import DistTriangleAttention
+from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
+from foldcp.model.checkpoint import randomize_weights
+from tests.distributed.harness import run_on_grid
+
+C_S, C_Z, HEADS, TRI_WIDTH, TRI_HEADS = 16, 8, 2, 4, 2
+TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=2e-5)}
+
+
+def build(kind: str, dtype):
+    factories = {
+        "tri_mul_out": lambda: TriangleMultiplicationOutgoing(C_Z),
+        "tri_mul_in": lambda: TriangleMultiplicationIncoming(C_Z),
+        "tri_att_start": lambda: TriangleAttentionStartingNode(C_Z, TRI_WIDTH, TRI_HEADS, inf=1e9),
+        "tri_att_end": lambda: TriangleAttentionEndingNode(C_Z, TRI_WIDTH, TRI_HEADS, inf=1e9),
+        "attention": lambda: AttentionPairBias(C_S, C_Z, HEADS),
+        "layer": lambda: PairformerLayer(C_S, C_Z, HEADS, dropout=0.0, pairwise_head_width=TRI_WIDTH,
+                                         pairwise_num_heads=TRI_HEADS, v2=True),
+        "module": lambda: PairformerModule(C_S, C_Z, 2, HEADS, dropout=0.0,
+                                           pairwise_head_width=TRI_WIDTH,
+                                           pairwise_num_heads=TRI_HEADS, v2=True),
+    }
+    torch.manual_seed(1)
+    module = factories[kind]().to(dtype).eval()
+    randomize_weights(module, seed=7, std=0.3)
+    return module
+
+
+def inputs(n: int, dtype, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    s = torch.randn(1, n, C_S, generator=generator, dtype=dtype)
+    z = torch.randn(1, n, n, C_Z, generator=generator, dtype=dtype)
+    mask = torch.ones(1, n, dtype=dtype)
+    mask[0, -2:] = 0  # padded tokens of the complex itself
+    mask[0, 1] = 0
+    pair_mask = mask[:, :, None] * mask[:, None, :]
+    return s, z, mask, pair_mask
+
+
+def serial_forward(kind, module, s, z, mask, pair_mask):
+    with torch.inference_mode():
+        if kind.startswith("tri_mul"):
+            return None, module(z, mask=pair_mask)
+        if kind.startswith("tri_att"):
+            return None, module(z, mask=pair_mask, chunk_size=None)
+        if kind == "attention":
+            return module(s=s, z=z, mask=mask, k_in=s), None
+        return module(s, z, mask, pair_mask)
+
+
+def distributed_forward(kind, module, layout, s_pad, z_blk, mask_pad, pm_blk):
+    wrappers = {
+        "tri_mul_out": lambda m: DistTriangleMultiplication(m, outgoing=True),
+        "tri_mul_in": lambda m: DistTriangleMultiplication(m, outgoing=False),
+        "tri_att_start": DistTriangleAttention,
+        "tri_att_end": DistTriangleAttention,
+        "attention": DistAttentionPairBias,
+        "layer": DistPairformerLayer,
+        "module": DistPairformerModule,
+    }
+    dist_module = wrappers[kind](module)
+    with torch.inference_mode():
+        if kind.startswith("tri"):
+            return None, dist_module(z_blk, pm_blk, layout)
+        if kind == "attention":
+            return dist_module(s_pad, z_blk, mask_pad, s_pad, layout), None
+        return dist_module(s_pad, z_blk, mask_pad, pm_blk, layout)
+
+
+@contextlib.contextmanager
+def keep_float64(dtype):
+    """Boltz casts to float32 with .float() in places (e.g. the triangle product). For the
+    float64 comparison, let .float() keep float64 in both the serial and distributed runs."""
+    if dtype != torch.float64:
+        yield
+        return
+    original = torch.Tensor.float
+
+    def float_keeping_64(self, *args, **kwargs):
+        return self if self.dtype == torch.float64 else original(self, *args, **kwargs)
+
+    with mock.patch.object(torch.Tensor, "float", float_keeping_64):
+        yield
+
+
+def compare_on_grid(grid, kind, n, dtype, seed):
+    with keep_float64(dtype):
+        return _compare_on_grid(grid, kind, n, dtype, seed)
+
+
+def _compare_on_grid(grid, kind, n, dtype, seed):
+    module = build(kind, dtype)
+    s, z, mask, pair_mask = inputs(n, dtype, seed)
+    want_s, want_z = serial_forward(kind, module, s, z, mask, pair_mask)
+    layout = Layout.for_tokens(grid, n)
+    # whole tensors are cut into blocks outside the guard: that is the test's doing
+    sharded = (layout.pad_single(s), layout.shard_pair(z), layout.pad_single(mask),
+               layout.shard_pair(pair_mask))
+    with LargestTensor() as largest:
+        got_s, got_z = distributed_forward(kind, module, layout, *sharded)
+    n_pad = layout.n_padded
+    if grid.size > 1:  # on one rank the block is the whole tensor
+        assert largest.numel < min(n_pad * n_pad * C_Z, n_pad**3), (largest.shape, largest.op)
+    if want_z is not None:
+        # the serial update must be non-trivial, or the comparison proves nothing
+        assert want_z.abs().mean() > 1e-2
+        expected = layout.shard_pair(want_z)
+        r = min(expected.shape[1], max(0, n - layout.rows.start))
+        c = min(expected.shape[2], max(0, n - layout.cols.start))
+        torch.testing.assert_close(got_z[:, :r, :c], expected[:, :r, :c], **TOL[dtype])
+    if want_s is not None:
+        assert want_s.abs().mean() > 1e-2
+        torch.testing.assert_close(got_s[:, :n], want_s, **TOL[dtype])
+    return largest.numel
+
+
+LAYERS = ["tri_mul_out", "tri_mul_in", "tri_att_start", "tri_att_end", "attention"]
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2), (2, 1), (2, 2)])
+def test_layer_float64(kind, rows, cols):
+    run_on_grid(rows, cols, compare_on_grid, kind, 13, torch.float64, 3)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_layer_float32_non_square_grid(kind):
+    run_on_grid(2, 3, compare_on_grid, kind, 37, torch.float32, 4)
+
+
+@pytest.mark.parametrize("rows, cols, n", [(1, 2, 13), (2, 1, 14), (2, 2, 13), (2, 3, 13)])
+def test_pairformer_layer_float64(rows, cols, n):
+    run_on_grid(rows, cols, compare_on_grid, "layer", n, torch.float64, 5)
+
+
+def test_pairformer_module_largest_grids():
+    run_on_grid(3, 3, compare_on_grid, "module", 37, torch.float64, 6)
+    run_on_grid(2, 3, compare_on_grid, "module", 37, torch.float32, 7)
