@@ -37,6 +37,10 @@ class Grid:
     row_ranks: list[int] = field(default_factory=list)
     col_ranks: list[int] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.rows * self.cols == 1 and not self.row_ranks:
+            self.row_ranks, self.col_ranks = [self.rank], [self.rank]
+
     @property
     def size(self) -> int:
         return self.rows * self.cols

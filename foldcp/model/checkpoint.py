@@ -25,6 +25,7 @@ from foldcp.errors import CheckpointError
 from foldcp.io import atomic_path
 from foldcp.model.hparams import demo_hparams, runtime_overrides
 from foldcp.model.mols import ensure_canonical_mols
+from foldcp.model.weights import randomize_weights
 
 DEMO_SEED = 20261127
 DEMO_INIT_STD = 0.05
@@ -55,17 +56,6 @@ def sha256_of(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def randomize_weights(model: torch.nn.Module, seed: int, std: float) -> None:
-    """Redraw every parameter: Boltz zero-initialises gates and output projections, so a
-    freshly built model returns exactly zero updates. Norm weights are centred on 1."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            base = 1.0 if (param.ndim == 1 and name.endswith("weight")) else 0.0
-            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
-            param.copy_(base + std * noise)
 
 
 def build_demo_checkpoint(path: str | Path) -> Path:

@@ -27,14 +27,14 @@ from foldcp.distributed.layout import Layout
 from foldcp.distributed.pairformer import DistPairformerLayer, DistPairformerModule
 from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
-from foldcp.model.checkpoint import randomize_weights
+from foldcp.model.weights import randomize_weights
 from tests.distributed.harness import run_on_grid
 
 C_S, C_Z, HEADS, TRI_WIDTH, TRI_HEADS = 16, 8, 2, 4, 2
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=2e-5)}
 
 
-def build(kind: str, dtype):
+def build(kind: str, dtype, device="cpu"):
     factories = {
         "tri_mul_out": lambda: TriangleMultiplicationOutgoing(C_Z),
         "tri_mul_in": lambda: TriangleMultiplicationIncoming(C_Z),
@@ -50,10 +50,10 @@ def build(kind: str, dtype):
     torch.manual_seed(1)
     module = factories[kind]().to(dtype).eval()
     randomize_weights(module, seed=7, std=0.3)
-    return module
+    return module.to(device)
 
 
-def inputs(n: int, dtype, seed: int):
+def inputs(n: int, dtype, seed: int, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
     s = torch.randn(1, n, C_S, generator=generator, dtype=dtype)
     z = torch.randn(1, n, n, C_Z, generator=generator, dtype=dtype)
@@ -61,7 +61,7 @@ def inputs(n: int, dtype, seed: int):
     mask[0, -2:] = 0  # padded tokens of the complex itself
     mask[0, 1] = 0
     pair_mask = mask[:, :, None] * mask[:, None, :]
-    return s, z, mask, pair_mask
+    return tuple(t.to(device) for t in (s, z, mask, pair_mask))
 
 
 def serial_forward(kind, module, s, z, mask, pair_mask):
@@ -110,14 +110,15 @@ def keep_float64(dtype):
         yield
 
 
-def compare_on_grid(grid, kind, n, dtype, seed):
+def compare_on_grid(grid, kind, n, dtype, seed, device="cpu"):
+    """Serial Boltz vs distributed on this rank's block; returns the largest tensor created."""
     with keep_float64(dtype):
-        return _compare_on_grid(grid, kind, n, dtype, seed)
+        return _compare_on_grid(grid, kind, n, dtype, seed, device)
 
 
-def _compare_on_grid(grid, kind, n, dtype, seed):
-    module = build(kind, dtype)
-    s, z, mask, pair_mask = inputs(n, dtype, seed)
+def _compare_on_grid(grid, kind, n, dtype, seed, device):
+    module = build(kind, dtype, device)
+    s, z, mask, pair_mask = inputs(n, dtype, seed, device)
     want_s, want_z = serial_forward(kind, module, s, z, mask, pair_mask)
     layout = Layout.for_tokens(grid, n)
     # whole tensors are cut into blocks outside the guard: that is the test's doing

@@ -1,0 +1,112 @@
+"""One Boltz-2 PairformerLayer at real sizes: time and per-GPU peak memory vs N.
+
+token_s 384, token_z 128, 16 heads, triangle attention 4 heads × 32, bf16 autocast (as Boltz
+inference). On one GPU it times the serial Boltz layer (plain PyTorch path, no cuEquivariance
+kernels) and foldcp's distributed layer on a 1×1 grid; under torchrun it times foldcp's layer
+on the r×c grid. Only each rank's own pair block is ever created.
+
+    python bench/pairformer_layer.py --tokens 1024 2048 --out bench/out.jsonl
+    torchrun --nproc-per-node 2 bench/pairformer_layer.py --tokens 1024 2048 --out bench/out.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.distributed as dist
+from boltz.model.layers.pairformer import PairformerLayer
+
+from foldcp.distributed.layout import Layout
+from foldcp.distributed.launch import init_from_env
+from foldcp.distributed.pairformer import DistPairformerLayer
+from foldcp.model.weights import randomize_weights
+
+C_S, C_Z, HEADS = 384, 128, 16
+
+
+def timed(fn, repeat: int, device) -> tuple[float, float]:
+    """(seconds per call, peak GiB; 0 on CPU) after one warm-up call."""
+    cuda = device.type == "cuda"
+    fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0
+    return (time.perf_counter() - started) / repeat, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, nargs="+", required=True)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--grid", default=None, help="RxC (default: factor the world size)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rows = cols = None
+    if args.grid:
+        rows, cols = map(int, args.grid.lower().split("x"))
+    grid, device = init_from_env(rows, cols)
+    torch.manual_seed(0)
+    layer = PairformerLayer(C_S, C_Z, HEADS, dropout=0.0, pairwise_head_width=32,
+                            pairwise_num_heads=4, v2=True).eval()
+    randomize_weights(layer, seed=0, std=0.02)
+    layer = layer.to(device)
+    dist_layer = DistPairformerLayer(layer)
+    results = []
+    for n in args.tokens:
+        layout = Layout.for_tokens(grid, n)
+        rows_n = layout.rows.stop - layout.rows.start
+        cols_n = layout.cols.stop - layout.cols.start
+        gen = torch.Generator(device=device).manual_seed(grid.rank)
+        z = torch.randn(1, rows_n, cols_n, C_Z, device=device, generator=gen)
+        s = torch.randn(1, layout.n_padded, C_S, device=device, generator=gen)
+        mask = torch.ones(1, layout.n_padded, device=device)
+        pair_mask = torch.ones(1, rows_n, cols_n, device=device)
+        runs = [("foldcp", lambda: dist_layer(s, z, mask, pair_mask, layout))]
+        if grid.size == 1:
+            chunk = 128 if n > 1536 else 512  # what Boltz's PairformerModule passes
+            runs.insert(0, ("boltz_serial", lambda: layer(s, z, mask, pair_mask, chunk)))
+        for name, fn in runs:
+            row = {"impl": name, "tokens": n, "grid": f"{grid.rows}x{grid.cols}",
+                   "gpus": grid.size,
+                   "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+            try:
+                with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                             enabled=device.type == "cuda"):
+                    seconds, peak = timed(fn, args.repeat, device)
+                stats = torch.tensor([seconds, peak], device=device)
+                if grid.size > 1:
+                    dist.all_reduce(stats, op=dist.ReduceOp.MAX)
+                row.update(seconds_per_layer=round(stats[0].item(), 4),
+                           peak_gib_per_gpu=round(stats[1].item(), 3))
+            except torch.cuda.OutOfMemoryError:
+                row.update(seconds_per_layer=None, peak_gib_per_gpu=None, oom=True)
+                torch.cuda.empty_cache()
+            results.append(row)
+            if grid.rank == 0:
+                print(json.dumps(row), flush=True)
+        del z, s, mask, pair_mask
+        torch.cuda.empty_cache()
+    if grid.rank == 0:
+        print(f"{'impl':14} {'grid':5} {'N':>6} {'s/layer':>9} {'GiB/GPU':>8}")
+        for row in results:
+            print(f"{row['impl']:14} {row['grid']:5} {row['tokens']:6d} "
+                  f"{row['seconds_per_layer'] or float('nan'):9.4f} {row['peak_gib_per_gpu'] or float('nan'):8.3f}")
+        if args.out:
+            with open(args.out, "a") as handle:
+                for row in results:
+                    handle.write(json.dumps(row) + "\n")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Start this process's part of a CP grid from the launcher's environment.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; under srun the SLURM_PROCID,
+SLURM_NTASKS and SLURM_LOCALID variables are used when those are absent (the rendezvous
+address must then be exported by the job script). NCCL on GPUs, gloo on CPU; collectives
+time out instead of hanging.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+from foldcp.distributed.grid import Grid, make_grid
+
+
+def _env(*names: str, default: str | None = None) -> str | None:
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return default
+
+
+def init_from_env(rows: int | None = None, cols: int | None = None, backend: str | None = None,
+                  timeout_s: float = 600.0) -> tuple[Grid, torch.device]:
+    world = int(_env("WORLD_SIZE", "SLURM_NTASKS", default="1"))
+    rank = int(_env("RANK", "SLURM_PROCID", default="0"))
+    local_rank = int(_env("LOCAL_RANK", "SLURM_LOCALID", default="0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world == 1 and not dist.is_initialized():
+        return Grid(1, 1, 0), device
+    backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend, rank=rank, world_size=world,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            device_id=device if backend == "nccl" else None,
+        )
+    return make_grid(rows, cols), device
