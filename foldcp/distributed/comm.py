@@ -48,11 +48,13 @@ class RingShift:
         if len(self.ranks) == 1:
             return Pending([], tensors)
         received = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
-        works = []
+        ops = []
         for sent, buffer in zip(tensors, received):
-            works.append(dist.isend(sent.contiguous(), self.send_to))
-            works.append(dist.irecv(buffer, self.recv_from))
-        return Pending(works, received)
+            ops.append(dist.P2POp(dist.isend, sent.contiguous(), self.send_to))
+            ops.append(dist.P2POp(dist.irecv, buffer, self.recv_from))
+        # One batch: NCCL runs unbatched sends/receives one after another on a stream, and a
+        # send that waits for its peer's receive would then deadlock the ring.
+        return Pending(dist.batch_isend_irecv(ops), received)
 
 
 class GroupBroadcast:
@@ -105,7 +107,7 @@ def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
     r0, r1 = grid.row_range(n_padded)
     c0, c1 = grid.col_range(n_padded)
     out = x.new_empty((x.shape[0], c1 - c0, r1 - r0, *x.shape[3:]))  # X[C_q, R_p]
-    works, sends = [], []
+    ops, landing = [], []
     for p in range(grid.rows):
         for q in range(grid.cols):
             peer = grid.rank_of(p, q)
@@ -119,8 +121,7 @@ def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
                 if peer == grid.rank:
                     out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0] = piece
                 else:
-                    sends.append(piece)
-                    works.append(dist.isend(piece, peer))
+                    ops.append(dist.P2POp(dist.isend, piece, peer))
             # what I receive from (p, q): X[R_p' ∩ C_me, C_q' ∩ R_me]
             if peer == grid.rank:
                 continue
@@ -128,15 +129,15 @@ def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
             cols = (max(dc0, r0), min(dc1, r1))
             if rows[0] < rows[1] and cols[0] < cols[1]:
                 view = out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0]
-                buffer = torch.empty_like(view)
-                works.append((dist.irecv(buffer, peer), view, buffer))
-    for work in works:
-        if isinstance(work, tuple):
-            handle, view, buffer = work
-            handle.wait()
-            view.copy_(buffer)
-        else:
+                buffer = torch.empty(view.shape, dtype=x.dtype, device=x.device)
+                ops.append(dist.P2POp(dist.irecv, buffer, peer))
+                landing.append((view, buffer))
+    # All sends and receives in one batch (see RingShift.post), then land the pieces.
+    if ops:
+        for work in dist.batch_isend_irecv(ops):
             work.wait()
+    for view, buffer in landing:
+        view.copy_(buffer)
     return out.transpose(1, 2).contiguous()
 
 
