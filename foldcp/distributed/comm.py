@@ -79,8 +79,13 @@ class GroupBroadcast:
 
 
 def all_reduce(tensor: torch.Tensor, group, op=dist.ReduceOp.SUM) -> torch.Tensor:
-    """In-place all-reduce over a group (no-op for a group of one)."""
+    """All-reduce over a group (no-op for a group of one); use the returned tensor.
+
+    NCCL needs contiguous buffers (einsum outputs are often permuted views), so a
+    non-contiguous input is reduced in a contiguous copy.
+    """
     if group is not None and dist.get_world_size(group) > 1:
+        tensor = tensor.contiguous()
         dist.all_reduce(tensor, op=op, group=group)
     return tensor
 
