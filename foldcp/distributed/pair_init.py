@@ -1,0 +1,90 @@
+"""Boltz-2's pair initialisation and distogram head on a tiled pair tensor.
+
+z_init[i, j] = z_init_1(s_inputs)[i] + z_init_2(s_inputs)[j] + rel_pos(i, j) + token_bonds(i, j)
+             + bond_type(i, j) + contact_conditioning(i, j)
+
+Every term depends only on the two tokens of the pair, so rank (p, q) builds its block
+[R_p, C_q] without communication:
+- the pair-shaped input features (token_bonds, type_bonds, contact_conditioning,
+  contact_threshold) are sliced to the block before the serial modules see them;
+- the relative position encoder takes per-token features and forms all pairs itself, so it
+  is run on small token subsets (a chunk of my rows ∪ a chunk of my columns) and the
+  rows × columns quadrant of its output is kept: the serial module, unchanged, on the pairs
+  this rank owns, with transients bounded by the chunk size.
+
+The distogram head symmetrises z (z + zᵀ: one layout transpose) and is then per pair.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foldcp.distributed.comm import transpose_pair
+from foldcp.distributed.grid import pad_tokens
+from foldcp.distributed.layout import Layout
+
+PAIR_FEATURES = ("token_bonds", "type_bonds", "contact_conditioning", "contact_threshold")
+REL_POS_FEATURES = ("asym_id", "residue_index", "entity_id", "token_index", "sym_id", "cyclic_period")
+
+
+def pair_feature_block(feats: dict, layout: Layout) -> dict:
+    """The pair-shaped input features cut to this rank's block (padded tokens = zeros)."""
+    return {key: layout.shard_pair(feats[key]) for key in PAIR_FEATURES if key in feats}
+
+
+def relative_position_block(rel_pos: nn.Module, feats: dict, layout: Layout,
+                            chunk: int | None = None) -> torch.Tensor:
+    """rel_pos(feats)[R_p, C_q] without forming the N×N encoding."""
+    token = {key: pad_tokens(feats[key], layout.n_padded, (1,)) for key in REL_POS_FEATURES}
+    rows = torch.arange(layout.rows.start, layout.rows.stop)
+    cols = torch.arange(layout.cols.start, layout.cols.stop)
+    chunk = chunk or max(1, min(len(rows), len(cols)) // 2)
+    out = None
+    for r0 in range(0, len(rows), chunk):
+        row_idx = rows[r0 : r0 + chunk]
+        pieces = []
+        for c0 in range(0, len(cols), chunk):
+            col_idx = cols[c0 : c0 + chunk]
+            subset = torch.cat([row_idx, col_idx]).to(token["asym_id"].device)
+            encoded = rel_pos({key: value[:, subset] for key, value in token.items()})
+            pieces.append(encoded[:, : len(row_idx), len(row_idx) :])
+        strip = torch.cat(pieces, dim=2)
+        if out is None:
+            out = strip.new_empty((strip.shape[0], len(rows), len(cols), strip.shape[-1]))
+        out[:, r0 : r0 + len(row_idx)] = strip
+    return out
+
+
+class DistPairInit(nn.Module):
+    """z_init block of a Boltz2 model (shares its modules)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, s_inputs: torch.Tensor, feats: dict, layout: Layout) -> torch.Tensor:
+        """s_inputs: [B, N', C_s] whole (padded); feats: the whole (unpadded) feature dict."""
+        m = self.model
+        z = m.z_init_1(s_inputs)[:, layout.rows, None] + m.z_init_2(s_inputs)[:, None, layout.cols]
+        z = z + relative_position_block(m.rel_pos, feats, layout)
+        block = pair_feature_block(feats, layout)
+        z = z + m.token_bonds(block["token_bonds"].float())
+        if m.bond_type_feature:
+            z = z + m.token_bonds_type(block["type_bonds"].long())
+        z = z + m.contact_conditioning(block)
+        return z
+
+
+class DistDistogram(nn.Module):
+    """Boltz's DistogramModule on a pair block: [B, |R_p|, |C_q|, distograms, bins]."""
+
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+
+    def forward(self, z: torch.Tensor, layout: Layout) -> torch.Tensor:
+        m = self.serial
+        z = z + transpose_pair(z, layout.grid, layout.n_padded)
+        return m.distogram(z).reshape(z.shape[0], z.shape[1], z.shape[2], m.num_distograms,
+                                      m.num_bins)
