@@ -23,6 +23,7 @@ class LargestTensor(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for item in tree_flatten(out)[0]:
-            if isinstance(item, torch.Tensor) and item.numel() > self.numel:
+            # Views allocate nothing: their storage was counted when it was created.
+            if isinstance(item, torch.Tensor) and not item._is_view() and item.numel() > self.numel:
                 self.numel, self.shape, self.op = item.numel(), tuple(item.shape), func
         return out

@@ -8,6 +8,7 @@ instead of hanging it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import multiprocessing
 import os
@@ -87,5 +88,23 @@ def run_on_grid(rows: int, cols: int, fn, *args, timeout: float = 240.0,
     return [results[rank] for rank in range(world)]
 
 
-if os.environ.get("FOLDCP_GRID_DEBUG"):
-    print("harness loaded")
+@contextlib.contextmanager
+def keep_float64(dtype):
+    """Boltz casts to float32 with .float() in places (e.g. the triangle product). For the
+    float64 comparison, let .float() keep float64 in both the serial and distributed runs."""
+    import torch
+
+    if dtype != torch.float64:
+        yield
+        return
+    original = torch.Tensor.float
+
+    def float_keeping_64(self, *args, **kwargs):
+        return self if self.dtype == torch.float64 else original(self, *args, **kwargs)
+
+    from unittest import mock
+
+    with mock.patch.object(torch.Tensor, "float", float_keeping_64):
+        yield
+
+

@@ -5,9 +5,6 @@ gates and output projections: untouched, a layer returns zero and the comparison
 nothing), N not divisible by the grid, masked tokens, float64 tight and float32 ~1e-5.
 """
 
-import contextlib
-from unittest import mock
-
 import pytest
 import torch
 from boltz.model.layers.attentionv2 import AttentionPairBias
@@ -28,7 +25,7 @@ from foldcp.distributed.pairformer import DistPairformerLayer, DistPairformerMod
 from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
 from foldcp.model.weights import randomize_weights
-from tests.distributed.harness import run_on_grid
+from tests.distributed.harness import keep_float64, run_on_grid
 
 C_S, C_Z, HEADS, TRI_WIDTH, TRI_HEADS = 16, 8, 2, 4, 2
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=2e-5)}
@@ -92,22 +89,6 @@ def distributed_forward(kind, module, layout, s_pad, z_blk, mask_pad, pm_blk):
         if kind == "attention":
             return dist_module(s_pad, z_blk, mask_pad, s_pad, layout), None
         return dist_module(s_pad, z_blk, mask_pad, pm_blk, layout)
-
-
-@contextlib.contextmanager
-def keep_float64(dtype):
-    """Boltz casts to float32 with .float() in places (e.g. the triangle product). For the
-    float64 comparison, let .float() keep float64 in both the serial and distributed runs."""
-    if dtype != torch.float64:
-        yield
-        return
-    original = torch.Tensor.float
-
-    def float_keeping_64(self, *args, **kwargs):
-        return self if self.dtype == torch.float64 else original(self, *args, **kwargs)
-
-    with mock.patch.object(torch.Tensor, "float", float_keeping_64):
-        yield
 
 
 def compare_on_grid(grid, kind, n, dtype, seed, device="cpu"):

@@ -9,7 +9,9 @@ import torch
 from boltz.data.mol import load_canonicals
 from boltz.model.models.boltz2 import Boltz2
 
+from foldcp.distributed.guard import LargestTensor
 from foldcp.distributed.layout import Layout
+from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.inputs import make_complex, parse_complex
 from foldcp.inputs.fasta import Protein
@@ -17,7 +19,7 @@ from foldcp.model.checkpoint import resolve_checkpoint
 from foldcp.model.hparams import demo_hparams
 from foldcp.model.weights import randomize_weights
 from foldcp.runner.featurize import featurize
-from tests.distributed.harness import run_on_grid
+from tests.distributed.harness import keep_float64, run_on_grid
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -46,11 +48,11 @@ def serial_z_init(model, feats, s_inputs):
     return z + model.contact_conditioning(feats)
 
 
-def compare_block(layout, got, want, n):
+def compare_block(layout, got, want, n, tol=TOL):
     expected = layout.shard_pair(want)
     r = min(expected.shape[1], max(0, n - layout.rows.start))
     c = min(expected.shape[2], max(0, n - layout.cols.start))
-    torch.testing.assert_close(got[:, :r, :c], expected[:, :r, :c], **TOL)
+    torch.testing.assert_close(got[:, :r, :c], expected[:, :r, :c], **tol)
 
 
 def _pair_init_and_distogram(grid, model, feats):
@@ -71,3 +73,57 @@ def _pair_init_and_distogram(grid, model, feats):
 @pytest.mark.parametrize("rows, cols", [(1, 2), (2, 2), (2, 3)])
 def test_pair_init_and_distogram(model_and_feats, rows, cols):
     assert all(run_on_grid(rows, cols, _pair_init_and_distogram, *model_and_feats))
+
+
+def with_random_msa(feats, depth: int, seed: int) -> dict:
+    """The complex's features with a random MSA of `depth` rows (some positions masked)."""
+    from boltz.data import const
+
+    n = feats["token_pad_mask"].shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    feats = dict(feats)
+    feats["msa"] = torch.randint(0, const.num_tokens, (1, depth, n), generator=gen)
+    feats["has_deletion"] = torch.randint(0, 2, (1, depth, n), generator=gen).bool()
+    feats["deletion_value"] = torch.rand(1, depth, n, generator=gen)
+    feats["msa_paired"] = torch.randint(0, 2, (1, depth, n), generator=gen).float()
+    mask = (torch.rand(1, depth, n, generator=gen) > 0.2).long()
+    mask[:, 0] = 1  # the query row is complete
+    feats["msa_mask"] = mask
+    return feats
+
+
+def _msa_module(grid, model, feats):
+    """float64 throughout (Boltz's .float() casts kept at float64): a tight comparison."""
+    with torch.inference_mode():
+        s_inputs = model.input_embedder(feats).double()  # the embedder itself runs in float32
+    model = model.double()
+    feats = {k: (v.double() if v.is_floating_point() else v) for k, v in feats.items()}
+    with keep_float64(torch.float64):
+        return _msa_module_64(grid, model, feats, s_inputs)
+
+
+def _msa_module_64(grid, model, feats, s_inputs):
+    n = feats["token_pad_mask"].shape[1]
+    layout = Layout.for_tokens(grid, n)
+    token_mask = feats["token_pad_mask"].float()
+    pair_mask = token_mask[:, :, None] * token_mask[:, None, :]
+    z = torch.randn(1, n, n, model.msa_module.layers[0].pairformer_layer.tri_mul_out.p_in.in_features,
+                    generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.inference_mode():
+        want = model.msa_module(z, s_inputs, feats)
+        assert (want - z).abs().mean() > 0.1
+        dist_module = DistMSAModule(model.msa_module)
+        blocks = layout.shard_pair(z), layout.pad_single(s_inputs), layout.shard_pair(pair_mask)
+        with LargestTensor() as largest:
+            got = dist_module(blocks[0], blocks[1], feats, blocks[2], layout)
+        compare_block(layout, got, want, n, dict(rtol=1e-10, atol=1e-10))
+    if grid.size > 1:
+        assert largest.numel < layout.n_padded**2 * z.shape[-1], (largest.shape, largest.op)
+    return largest.numel
+
+
+@pytest.mark.parametrize("rows, cols, depth", [(1, 2, 5), (2, 2, 3), (2, 3, 7)])
+def test_msa_module(model_and_feats, rows, cols, depth):
+    model, feats = model_and_feats
+    feats = with_random_msa(feats, depth, seed=rows * 10 + cols)
+    run_on_grid(rows, cols, _msa_module, model, feats)

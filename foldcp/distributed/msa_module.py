@@ -1,0 +1,211 @@
+"""Boltz-2's MSA module under context parallelism, the MSA sharded by sequences.
+
+Placement: the MSA representation m [B, S, N, c_m] is split by sequences over all P ranks
+(rank k holds sequences S_k for every token: S·N·c_m/P values); the pair tensor z is tiled
+as everywhere else. S is padded to a multiple of P with masked sequences.
+
+- MSA transition: per (sequence, token), local.
+- Pair-weighted averaging, o[s, i] = Σ_j softmax_j(b[i, j]) v[s, j] with b projected from z:
+  each rank normalises its block of weights exactly (max and sum all-reduced over the grid
+  row), then the weight blocks (H heads, not C channels) are broadcast one block at a time,
+  the next posted before the current one is used, and every rank applies each block to its
+  own sequences.
+- Outer-product mean, z[i, j] = proj_o(Σ_s a[s, i] ⊗ b[s, j] / n[i, j]): every rank forms its
+  sequences' partial sums for one target block at a time, projected to C_z channels before
+  they travel (the projection is linear, its bias is added once), and the partials are
+  summed onto the block's owner. Rows are chunked so the c_h² outer product never exceeds a
+  pair block's size.
+- The layer's triangle updates and attention are the distributed Pairformer pieces.
+
+Built from Boltz's MSAModule / MSALayer and sharing their parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from boltz.data import const
+
+from foldcp.distributed.comm import all_reduce
+from foldcp.distributed.grid import pad_tokens
+from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.triangle_attention import DistTriangleAttention
+from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
+
+
+def sequence_shard(x: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """This rank's sequences of a [B, S, N, ...] MSA tensor: S padded to a multiple of P with
+    zeros (= masked), tokens padded to N'."""
+    grid = layout.grid
+    per_rank = -(-x.shape[1] // grid.size)
+    x = pad_tokens(x, per_rank * grid.size, (1,))
+    x = pad_tokens(x, layout.n_padded, (2,))
+    return x[:, grid.rank * per_rank : (grid.rank + 1) * per_rank].contiguous()
+
+
+def _broadcast_blocks(blocks_shape, layout: Layout, mine: torch.Tensor, dtype, device):
+    """Yield (owner_rank, block) for every grid block, one broadcast ahead of use."""
+    grid = layout.grid
+
+    def post(owner: int):
+        if owner == grid.rank:
+            buffer = mine.contiguous()
+        else:
+            p, q = divmod(owner, grid.cols)
+            r0, r1 = grid.row_range(layout.n_padded, p)
+            c0, c1 = grid.col_range(layout.n_padded, q)
+            buffer = torch.empty((*blocks_shape, r1 - r0, c1 - c0), dtype=dtype, device=device)
+        work = dist.broadcast(buffer, owner, async_op=True) if grid.size > 1 else None
+        return owner, buffer, work
+
+    pending = post(0)
+    for owner in range(grid.size):
+        current = pending
+        if owner + 1 < grid.size:
+            pending = post(owner + 1)
+        if current[2] is not None:
+            current[2].wait()
+        yield current[0], current[1]
+
+
+class DistPairWeightedAveraging(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+
+    def forward(self, m: torch.Tensor, z: torch.Tensor, pair_mask: torch.Tensor,
+                layout: Layout) -> torch.Tensor:
+        """m: [B, S_k, N', c_m] my sequences; z, pair_mask: my pair block. Returns Δm."""
+        pwa = self.serial
+        grid = layout.grid
+        m = pwa.norm_m(m)
+        z = pwa.norm_z(z)
+        b = pwa.proj_z(z).permute(0, 3, 1, 2)  # [B, H, |R_p|, |C_q|]
+        b = b + (1 - pair_mask[:, None]) * -pwa.inf
+        b = b + layout.padding_bias(layout.cols, z.device, b.dtype, pwa.inf)
+        row_max = all_reduce(b.amax(dim=-1), grid.row_group, dist.ReduceOp.MAX)
+        weights = torch.exp(b - row_max.unsqueeze(-1))
+        weights = weights / all_reduce(weights.sum(dim=-1), grid.row_group).unsqueeze(-1)
+        # One head at a time (as Boltz's chunked path does): the per-head values, gates and
+        # outputs are each S_k·N'·c_h, never the H·c_h-wide projections at once.
+        out = None
+        for head in range(pwa.num_heads):
+            channels = slice(head * pwa.c_h, (head + 1) * pwa.c_h)
+            v = F.linear(m, pwa.proj_m.weight[channels])  # [B, S_k, N', c_h]
+            head_out = torch.zeros_like(v)
+            for owner, block in _broadcast_blocks((m.shape[0],), layout, weights[:, head],
+                                                  weights.dtype, weights.device):
+                p, q = divmod(owner, grid.cols)
+                rows = slice(*grid.row_range(layout.n_padded, p))
+                cols = slice(*grid.col_range(layout.n_padded, q))
+                head_out[:, :, rows] += torch.einsum("bij,bsjd->bsid", block, v[:, :, cols])
+            gate = F.linear(m, pwa.proj_g.weight[channels]).sigmoid()
+            part = F.linear(gate * head_out, pwa.proj_o.weight[:, channels])
+            out = part if out is None else out + part
+        return out
+
+
+class DistOuterProductMean(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+
+    def forward(self, m: torch.Tensor, msa_mask: torch.Tensor, layout: Layout,
+                row_chunk: int | None = None) -> torch.Tensor:
+        """m: [B, S_k, N', c_m], msa_mask: [B, S_k, N'] → my pair block [B, |R_p|, |C_q|, C_z]."""
+        opm = self.serial
+        grid, n = layout.grid, layout.n_padded
+        mask = msa_mask.unsqueeze(-1).to(m)
+        m = opm.norm(m)
+        a = (opm.proj_a(m) * mask).float()
+        b = (opm.proj_b(m) * mask).float()
+        hidden = opm.c_hidden
+        weight = opm.proj_o.weight  # [C_z, c_h·c_h]
+        mine = None
+        for owner in range(grid.size):
+            p, q = divmod(owner, grid.cols)
+            rows = slice(*grid.row_range(n, p))
+            cols = slice(*grid.col_range(n, q))
+            n_rows, n_cols = rows.stop - rows.start, cols.stop - cols.start
+            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (hidden * hidden))
+            total = a.new_empty((a.shape[0], n_rows, n_cols, weight.shape[0]))
+            for r0 in range(0, n_rows, chunk):
+                r = slice(rows.start + r0, min(rows.stop, rows.start + r0 + chunk))
+                outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
+                outer = outer.reshape(*outer.shape[:3], hidden * hidden)
+                total[:, r0 : r0 + outer.shape[1]] = F.linear(outer.to(weight.dtype), weight)
+            count = torch.einsum("bsi,bsj->bij", msa_mask[:, :, rows].to(a), msa_mask[:, :, cols].to(a))
+            if grid.size > 1:
+                dist.reduce(total, owner)
+                dist.reduce(count, owner)
+            if owner == grid.rank:
+                mine = total / count.clamp(min=1).unsqueeze(-1) + opm.proj_o.bias
+        return mine.to(m.dtype)
+
+
+class DistPairformerNoSeqLayer(nn.Module):
+    """Boltz's PairformerNoSeqLayer (the MSA layer's pair stack) on a pair block."""
+
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+        self.tri_mul_out = DistTriangleMultiplication(serial.tri_mul_out, outgoing=True)
+        self.tri_mul_in = DistTriangleMultiplication(serial.tri_mul_in, outgoing=False)
+        self.tri_att_start = DistTriangleAttention(serial.tri_att_start)
+        self.tri_att_end = DistTriangleAttention(serial.tri_att_end)
+
+    def forward(self, z, pair_mask, layout: Layout):
+        z = z + self.tri_mul_out(z, pair_mask, layout)
+        z = z + self.tri_mul_in(z, pair_mask, layout)
+        z = z + self.tri_att_start(z, pair_mask, layout)
+        z = z + self.tri_att_end(z, pair_mask, layout)
+        return z + rowwise(self.serial.transition_z, z, expansion=4)
+
+
+class DistMSALayer(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+        self.pair_weighted_averaging = DistPairWeightedAveraging(serial.pair_weighted_averaging)
+        self.outer_product_mean = DistOuterProductMean(serial.outer_product_mean)
+        self.pairformer_layer = DistPairformerNoSeqLayer(serial.pairformer_layer)
+
+    def forward(self, z, m, pair_mask, msa_mask, layout: Layout):
+        m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
+        m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
+        z = z + self.outer_product_mean(m, msa_mask, layout)
+        z = self.pairformer_layer(z, pair_mask, layout)
+        return z, m
+
+
+class DistMSAModule(nn.Module):
+    """Boltz's MSAModule (v2): returns the updated pair block, as the serial module does."""
+
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        if serial.subsample_msa:
+            raise NotImplementedError("MSA subsampling (random) is not supported under CP")
+        self.serial = serial
+        self.layers = nn.ModuleList(DistMSALayer(layer) for layer in serial.layers)
+
+    def forward(self, z: torch.Tensor, emb: torch.Tensor, feats: dict, pair_mask: torch.Tensor,
+                layout: Layout) -> torch.Tensor:
+        """z: pair block; emb: s_inputs [B, N', C_s] whole; feats: whole (unpadded) features."""
+        module = self.serial
+        def shard(key):  # my sequences only, before anything is expanded
+            return sequence_shard(feats[key], layout)
+
+        msa = torch.nn.functional.one_hot(shard("msa"), num_classes=const.num_tokens)
+        parts = [msa, shard("has_deletion").unsqueeze(-1), shard("deletion_value").unsqueeze(-1)]
+        if module.use_paired_feature:
+            parts.append(shard("msa_paired").unsqueeze(-1))
+        m = torch.cat(parts, dim=-1)
+        msa_mask = shard("msa_mask")
+        m = module.msa_proj(m)
+        m = m + module.s_proj(emb).unsqueeze(1)
+        for layer in self.layers:
+            z, m = layer(z, m, pair_mask, msa_mask, layout)
+        return z
