@@ -90,8 +90,9 @@ def run_on_grid(rows: int, cols: int, fn, *args, timeout: float = 240.0,
 
 @contextlib.contextmanager
 def keep_float64(dtype):
-    """Boltz casts to float32 with .float() in places (e.g. the triangle product). For the
-    float64 comparison, let .float() keep float64 in both the serial and distributed runs."""
+    """Boltz casts to float32 with .float() in places (e.g. the triangle product, one-hot
+    encodings). For the float64 comparison, .float() yields float64 in both the serial and
+    the distributed run."""
     import torch
 
     if dtype != torch.float64:
@@ -100,7 +101,12 @@ def keep_float64(dtype):
     original = torch.Tensor.float
 
     def float_keeping_64(self, *args, **kwargs):
-        return self if self.dtype == torch.float64 else original(self, *args, **kwargs)
+        # float64 stays float64, and integer/bool tensors (one-hots, masks) become float64
+        if self.dtype == torch.float64:
+            return self
+        if not self.is_floating_point():
+            return self.double()
+        return original(self, *args, **kwargs)
 
     from unittest import mock
 

@@ -1,0 +1,63 @@
+"""The Boltz-2 trunk under context parallelism: embeddings, recycling, MSA module, Pairformer,
+distogram — the part of Boltz2.forward before the structure module.
+
+Placement: s_inputs, s (tokens × C_s) whole on every rank; z and every pair-shaped tensor
+tiled. Templates: with none given (screens never give any) Boltz's template module adds
+exactly zero (its output projection has no bias and every template is masked), so it is
+skipped; inputs that do carry templates are refused under CP with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.msa_module import DistMSAModule
+from foldcp.distributed.pair_init import DistDistogram, DistPairInit
+from foldcp.distributed.pairformer import DistPairformerModule
+
+
+@dataclass
+class TrunkOutput:
+    s_inputs: torch.Tensor  # [B, N', C_s] whole
+    s: torch.Tensor  # [B, N', C_s] whole
+    z: torch.Tensor  # [B, |R_p|, |C_q|, C_z] block
+    pdistogram: torch.Tensor  # [B, |R_p|, |C_q|, distograms, bins] block
+
+
+class DistTrunk(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model  # Boltz2: every parameter below is its own
+        self.pair_init = DistPairInit(model)
+        self.msa_module = DistMSAModule(model.msa_module)
+        self.pairformer = DistPairformerModule(model.pairformer_module)
+        self.distogram = DistDistogram(model.distogram_module)
+
+    def forward(self, feats: dict, layout: Layout, recycling_steps: int,
+                s_inputs: torch.Tensor | None = None) -> TrunkOutput:
+        """feats: the whole (unpadded) feature dict of one complex (batch of one)."""
+        m = self.model
+        if m.use_templates and bool(feats["template_mask"].any()):
+            raise NotImplementedError(
+                "templates are not supported under context parallelism; fold this complex "
+                "on one GPU (grid 1) or without templates"
+            )
+        if s_inputs is None:
+            s_inputs = m.input_embedder(feats)
+        s_inputs = layout.pad_single(s_inputs)
+        s_init = m.s_init(s_inputs)
+        z_init = self.pair_init(s_inputs, feats, layout)
+        mask = layout.pad_single(feats["token_pad_mask"].float())
+        pair_mask = mask[:, layout.rows, None] * mask[:, None, layout.cols]
+        s = torch.zeros_like(s_init)
+        z = torch.zeros_like(z_init)
+        for _ in range(recycling_steps + 1):
+            s = s_init + m.s_recycle(m.s_norm(s))
+            z = z_init + rowwise(lambda t: m.z_recycle(m.z_norm(t)), z, expansion=1)
+            z = z + self.msa_module(z, s_inputs, feats, pair_mask, layout)
+            s, z = self.pairformer(s, z, mask, pair_mask, layout)
+        return TrunkOutput(s_inputs, s, z, self.distogram(z, layout))
