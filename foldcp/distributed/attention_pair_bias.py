@@ -23,8 +23,10 @@ class DistAttentionPairBias(nn.Module):
         self.serial = serial
 
     def forward(self, s: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, k_in: torch.Tensor,
-                layout: Layout) -> torch.Tensor:
-        """s, k_in: [B, N', C_s] (whole), z: [B, |R_p|, |C_q|, C_z] block, mask: [B, N'] tokens."""
+                layout: Layout, multiplicity: int = 1) -> torch.Tensor:
+        """s, k_in: [B·M, N', C_s] (whole), z: [B, |R_p|, |C_q|, C_z] block (or, for the
+        diffusion transformer whose proj_z only rearranges, the block's per-head bias),
+        mask: [B·M, N'] tokens; M = multiplicity (diffusion samples sharing one bias)."""
         m = self.serial
         grid = layout.grid
         rows, cols = layout.rows, layout.cols
@@ -33,7 +35,7 @@ class DistAttentionPairBias(nn.Module):
         q = m.proj_q(s[:, rows]).view(batch, -1, heads, width)
         k = m.proj_k(k_in[:, cols]).view(batch, -1, heads, width)
         v = m.proj_v(k_in[:, cols]).view(batch, -1, heads, width)
-        bias = m.proj_z(z)  # [B, H, |R_p|, |C_q|]
+        bias = m.proj_z(z).repeat_interleave(multiplicity, 0)  # [B·M, H, |R_p|, |C_q|]
         gate = m.proj_g(s[:, rows]).sigmoid()
         attn = torch.einsum("bihd,bjhd->bhij", q.float(), k.float())
         attn = attn / (width**0.5) + bias.float()

@@ -1,0 +1,202 @@
+"""Boltz-2's structure module under context parallelism.
+
+The diffusion loop (noise, augmentation, the atom-level encoder and decoder, steering) runs
+unchanged and identically on every rank: it works on atoms and tokens, not token pairs, and
+every rank draws the same random numbers from the same seed, so coordinates equal the serial
+run's. The two places where pair tensors enter are replaced:
+
+- Diffusion conditioning: the pairwise conditioner runs per pair block; the atom-pair bias
+  takes z only at (token of query atom, token of key atom) inside each atom window, which
+  each rank gathers from its own block (zero elsewhere) and the grid sums (all-reduce) —
+  the serial one-hot einsum picks exactly those entries.
+- Token transformer: the N×N×(layers·heads) pair bias is never formed. A `ShardedPairBias`
+  keeps the conditioned pair block and each layer's projection, and the distributed token
+  transformer projects one layer's heads from the block when that layer runs; attention
+  combines partial softmaxes over the grid row exactly (DistAttentionPairBias).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
+from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
+from foldcp.distributed.comm import all_reduce
+from foldcp.distributed.grid import pad_tokens
+from foldcp.distributed.layout import Layout
+from foldcp.distributed.pair_init import relative_position_block
+
+
+class ShardedPairBias:
+    """The token transformer's pair bias, kept as the conditioned pair block + projections.
+
+    Stands where Boltz passes the [B, N, N, layers·heads] tensor; `.float()` is a no-op so the
+    serial DiffusionModule can hand it on unchanged.
+    """
+
+    def __init__(self, z_block: torch.Tensor, projections: nn.ModuleList) -> None:
+        self.z_block = z_block
+        self.projections = projections
+
+    def float(self) -> "ShardedPairBias":
+        return self
+
+    def layer(self, index: int) -> torch.Tensor:
+        """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in float32."""
+        return self.projections[index](self.z_block).float()
+
+
+def _atom_token_index(atom_to_token: torch.Tensor) -> torch.Tensor:
+    """Token of each atom from the one-hot atom_to_token [B, M, N]; -1 for padding atoms."""
+    index = atom_to_token.argmax(dim=-1)
+    return torch.where(atom_to_token.sum(dim=-1) > 0, index, torch.full_like(index, -1))
+
+
+class DistDiffusionConditioning(nn.Module):
+    """Boltz's DiffusionConditioning with z tiled (shares its modules)."""
+
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+
+    def forward(self, s_trunk, z_block, relpos_block, feats, layout: Layout) -> dict:
+        m = self.serial
+        z = m.pairwise_conditioner(z_block, relpos_block)
+        q, c, p, to_keys = self._atom_encoder(feats, s_trunk, z, layout)
+        return {
+            "q": q, "c": c, "to_keys": to_keys,
+            "atom_enc_bias": torch.cat([layer(p) for layer in m.atom_enc_proj_z], dim=-1),
+            "atom_dec_bias": torch.cat([layer(p) for layer in m.atom_dec_proj_z], dim=-1),
+            "token_trans_bias": ShardedPairBias(z, m.token_trans_proj_z),
+        }
+
+    def _atom_encoder(self, feats, s_trunk, z, layout: Layout):
+        """Boltz's AtomEncoder (structure-module variant), step for step, with the z term
+        gathered from the local pair block and summed over the grid."""
+        enc = self.serial.atom_encoder
+        with torch.autocast("cuda", enabled=False):
+            batch, atoms, _ = feats["ref_pos"].shape
+            atom_mask = feats["atom_pad_mask"].bool()
+            ref_pos = feats["ref_pos"]
+            uid = feats["ref_space_uid"]
+            parts = [ref_pos, feats["ref_charge"].unsqueeze(-1), feats["ref_element"]]
+            if not enc.use_no_atom_char:
+                parts.append(feats["ref_atom_name_chars"].reshape(batch, atoms, 4 * 64))
+            if enc.use_atom_backbone_feat:
+                parts.append(feats["atom_backbone_feat"])
+            if enc.use_residue_feats_atoms:
+                raise NotImplementedError("use_residue_feats_atoms is not used by Boltz-2")
+            c = enc.embed_atom_features(torch.cat(parts, dim=-1))
+            width, keys = enc.atoms_per_window_queries, enc.atoms_per_window_keys
+            windows = atoms // width
+            indexing = get_indexing_matrix(windows, width, keys, c.device)
+
+            def to_keys(x):
+                return single_to_keys(x, indexing_matrix=indexing, W=width, H=keys)
+
+            pos_q = ref_pos.view(batch, windows, width, 1, 3)
+            pos_k = to_keys(ref_pos).view(batch, windows, 1, keys, 3)
+            d = pos_k - pos_q
+            d_norm = 1 / (1 + torch.sum(d * d, dim=-1, keepdim=True))
+            mask_q = atom_mask.view(batch, windows, width, 1)
+            mask_k = to_keys(atom_mask.unsqueeze(-1).float()).view(batch, windows, 1, keys).bool()
+            uid_q = uid.view(batch, windows, width, 1)
+            uid_k = to_keys(uid.unsqueeze(-1).float()).view(batch, windows, 1, keys).long()
+            v = (mask_q & mask_k & (uid_q == uid_k)).float().unsqueeze(-1)
+            p = enc.embed_atompair_ref_pos(d) * v
+            p = p + enc.embed_atompair_ref_dist(d_norm) * v
+            p = p + enc.embed_atompair_mask(v) * v
+            q = c
+
+            atom_to_token = feats["atom_to_token"].float()
+            c = c + torch.bmm(atom_to_token, enc.s_to_c_trans(s_trunk.float())).to(c)
+            p = p + self._pair_term(enc, z, atom_to_token, to_keys, layout).to(p)
+            p = p + enc.c_to_p_trans_q(c.view(batch, windows, width, 1, c.shape[-1]))
+            p = p + enc.c_to_p_trans_k(to_keys(c).view(batch, windows, 1, keys, c.shape[-1]))
+            p = p + enc.p_mlp(p)
+        return q, c, p, to_keys
+
+    @staticmethod
+    def _pair_term(enc, z, atom_to_token, to_keys, layout: Layout) -> torch.Tensor:
+        """Σ_ij z_to_p[i, j] · [token(query) = i] · [token(key) = j], from my block + all-reduce."""
+        z_to_p = enc.z_to_p_trans(z.float())  # [B, |R_p|, |C_q|, atom_z]
+        batch, atoms, _ = atom_to_token.shape
+        width, keys = enc.atoms_per_window_queries, enc.atoms_per_window_keys
+        windows = atoms // width
+        token = _atom_token_index(atom_to_token).float().unsqueeze(-1)
+        token_q = token.view(batch, windows, width, 1).long()
+        # keys gather the token index through the same window matrix (exact for one-hot rows)
+        token_k = to_keys(token).round().view(batch, windows, 1, keys).long()
+        key_real = to_keys((token >= 0).float()).view(batch, windows, 1, keys) > 0.5
+        rows, cols = layout.rows, layout.cols
+        inside = ((token_q >= rows.start) & (token_q < rows.stop)
+                  & (token_k >= cols.start) & (token_k < cols.stop) & key_real)
+        flat = ((token_q - rows.start).clamp(0, rows.stop - rows.start - 1) * (cols.stop - cols.start)
+                + (token_k - cols.start).clamp(0, cols.stop - cols.start - 1))
+        values = z_to_p.reshape(batch, -1, z_to_p.shape[-1])
+        gathered = torch.stack([values[b][flat[b]] for b in range(batch)])  # [B, K, W, H, d]
+        gathered = gathered * inside.unsqueeze(-1)
+        return all_reduce(gathered, None if layout.grid.size == 1 else torch.distributed.group.WORLD)
+
+
+class DistTokenTransformer(nn.Module):
+    """Boltz's DiffusionTransformer (token level) with the pair bias tiled."""
+
+    def __init__(self, serial: nn.Module, layout: Layout) -> None:
+        super().__init__()
+        self.serial = serial
+        self.layout = layout
+        self.attention = nn.ModuleList(
+            DistAttentionPairBias(layer.pair_bias_attn) for layer in serial.layers
+        )
+
+    def forward(self, a, s, bias: ShardedPairBias, mask=None, to_keys=None, multiplicity=1):
+        layout = self.layout
+        n = a.shape[1]
+        a = pad_tokens(a, layout.n_padded, (1,))
+        s = pad_tokens(s, layout.n_padded, (1,))
+        mask = pad_tokens(mask, layout.n_padded, (1,))
+        for index, (layer, attention) in enumerate(zip(self.serial.layers, self.attention)):
+            b = layer.adaln(a, s)
+            b = attention(b, bias.layer(index), mask, b, layout, multiplicity=multiplicity)
+            b = layer.output_projection(s) * b
+            a = a + b
+            a = a + layer.transition(a, s)
+            a = layer.post_lnorm(a)
+        return a[:, :n]
+
+
+@contextlib.contextmanager
+def distributed_token_transformer(model: nn.Module, layout: Layout):
+    """Swap the score model's token transformer for the tiled one while sampling."""
+    score_model = model.structure_module.score_model
+    serial = score_model.token_transformer
+    score_model.token_transformer = DistTokenTransformer(serial, layout)
+    try:
+        yield
+    finally:
+        score_model.token_transformer = serial
+
+
+def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout: Layout,
+                     num_sampling_steps: int, diffusion_samples: int,
+                     max_parallel_samples: int | None = None) -> dict:
+    """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded)."""
+    relpos = relative_position_block(model.rel_pos, feats, layout)
+    conditioning = DistDiffusionConditioning(model.diffusion_conditioning)(
+        s_trunk, z_block, relpos, feats, layout)
+    with distributed_token_transformer(model, layout), torch.autocast("cuda", enabled=False):
+        return model.structure_module.sample(
+            s_trunk=s_trunk.float(),
+            s_inputs=s_inputs.float(),
+            feats=feats,
+            num_sampling_steps=num_sampling_steps,
+            atom_mask=feats["atom_pad_mask"].float(),
+            multiplicity=diffusion_samples,
+            max_parallel_samples=max_parallel_samples,
+            steering_args=model.steering_args,
+            diffusion_conditioning=conditioning,
+        )
