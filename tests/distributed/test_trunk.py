@@ -14,6 +14,7 @@ from foldcp.distributed.layout import Layout
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.trunk import DistTrunk
+from foldcp.distributed.confidence import DistConfidence
 from foldcp.distributed.diffusion import sample_structure
 from foldcp.inputs import make_complex, parse_complex
 from foldcp.inputs.fasta import Protein
@@ -227,3 +228,36 @@ def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
     relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
 
+
+
+def _confidence(grid, model, feats):
+    n = feats["token_pad_mask"].shape[1]
+    atoms = feats["atom_pad_mask"].shape[1]
+    layout = Layout.for_tokens(grid, n)
+    gen = torch.Generator().manual_seed(8)
+    token_s, token_z = model.s_init.out_features, model.z_init_1.out_features
+    s_inputs = torch.randn(1, n, token_s, generator=gen)
+    s = torch.randn(1, n, token_s, generator=gen)
+    z = torch.randn(1, n, n, token_z, generator=gen)
+    x_pred = 6.0 * torch.randn(1, atoms, 3, generator=gen)
+    pdistogram = torch.randn(1, n, n, 64, generator=gen)
+    with torch.inference_mode():
+        want = model.confidence_module(s_inputs, s, z, x_pred, feats, pdistogram, multiplicity=1)
+        got = DistConfidence(model.confidence_module)(
+            s_inputs, s, layout.shard_pair(z), x_pred, feats, layout.shard_pair(pdistogram), layout)
+    tol = dict(rtol=1e-4, atol=1e-4)
+    for key in ("plddt", "complex_plddt", "complex_iplddt", "complex_pde", "complex_ipde",
+                "ptm", "iptm", "protein_iptm", "ligand_iptm"):
+        torch.testing.assert_close(got[key], want[key], **tol, msg=key)
+    for first, row in want["pair_chains_iptm"].items():
+        for second, value in row.items():
+            torch.testing.assert_close(got["pair_chains_iptm"][first][second], value, **tol)
+    compare_block(layout, got["pae_block"], want["pae"], n, tol)
+    compare_block(layout, got["pde_block"], want["pde"], n, tol)
+    assert 0.0 < float(want["iptm"]) < 1.0 and want["pae"].std() > 0.1  # informative scores
+    return True
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
+def test_confidence_matches_serial(model_and_feats, rows, cols):
+    run_on_grid(rows, cols, _confidence, *model_and_feats)
