@@ -32,6 +32,7 @@ from boltz.data import const
 from foldcp.distributed.comm import all_reduce
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.rng import replay_dropout_draw
 from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
 
@@ -158,9 +159,14 @@ class DistPairformerNoSeqLayer(nn.Module):
         self.tri_att_end = DistTriangleAttention(serial.tri_att_end)
 
     def forward(self, z, pair_mask, layout: Layout):
+        batch, length, device = z.shape[0], layout.n_real, z.device
+        replay_dropout_draw(batch, length, device)
         z = z + self.tri_mul_out(z, pair_mask, layout)
+        replay_dropout_draw(batch, length, device)
         z = z + self.tri_mul_in(z, pair_mask, layout)
+        replay_dropout_draw(batch, length, device)
         z = z + self.tri_att_start(z, pair_mask, layout)
+        replay_dropout_draw(batch, length, device, columnwise=True)
         z = z + self.tri_att_end(z, pair_mask, layout)
         return z + rowwise(self.serial.transition_z, z, expansion=4)
 
@@ -173,7 +179,8 @@ class DistMSALayer(nn.Module):
         self.outer_product_mean = DistOuterProductMean(serial.outer_product_mean)
         self.pairformer_layer = DistPairformerNoSeqLayer(serial.pairformer_layer)
 
-    def forward(self, z, m, pair_mask, msa_mask, layout: Layout):
+    def forward(self, z, m, pair_mask, msa_mask, layout: Layout, depth: int):
+        replay_dropout_draw(m.shape[0], depth, m.device)  # Boltz's MSA dropout mask
         m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
         m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
         z = z + self.outer_product_mean(m, msa_mask, layout)
@@ -207,5 +214,5 @@ class DistMSAModule(nn.Module):
         m = module.msa_proj(m)
         m = m + module.s_proj(emb).unsqueeze(1)
         for layer in self.layers:
-            z, m = layer(z, m, pair_mask, msa_mask, layout)
+            z, m = layer(z, m, pair_mask, msa_mask, layout, depth=feats["msa"].shape[1])
         return z

@@ -13,6 +13,7 @@ from torch import nn
 
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.rng import replay_dropout_draw
 from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
 
@@ -30,9 +31,14 @@ class DistPairformerLayer(nn.Module):
     def forward(self, s, z, mask, pair_mask, layout: Layout):
         """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block."""
         m = self.serial
+        batch, length, device = z.shape[0], layout.n_real, z.device
+        replay_dropout_draw(batch, length, device)
         z = z + self.tri_mul_out(z, pair_mask, layout)
+        replay_dropout_draw(batch, length, device)
         z = z + self.tri_mul_in(z, pair_mask, layout)
+        replay_dropout_draw(batch, length, device)
         z = z + self.tri_att_start(z, pair_mask, layout)
+        replay_dropout_draw(batch, length, device, columnwise=True)
         z = z + self.tri_att_end(z, pair_mask, layout)
         z = z + rowwise(m.transition_z, z, expansion=4)
         with torch.autocast("cuda", enabled=False):

@@ -18,6 +18,7 @@ from foldcp.distributed.layout import Layout, rowwise
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
+from foldcp.distributed.rng import replay_pair_stack_draws
 
 
 @dataclass
@@ -58,6 +59,10 @@ class DistTrunk(nn.Module):
         for _ in range(recycling_steps + 1):
             s = s_init + m.s_recycle(m.s_norm(s))
             z = z_init + rowwise(lambda t: m.z_recycle(m.z_norm(t)), z, expansion=1)
+            if m.use_templates:  # adds exactly zero, but draws random numbers (rng.py)
+                templates = feats["template_restype"].shape[1]
+                for _ in m.template_module.pairformer.layers:
+                    replay_pair_stack_draws(z.shape[0] * templates, layout.n_real, z.device)
             z = z + self.msa_module(z, s_inputs, feats, pair_mask, layout)
             s, z = self.pairformer(s, z, mask, pair_mask, layout)
         return TrunkOutput(s_inputs, s, z, self.distogram(z, layout))

@@ -16,6 +16,7 @@ from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.trunk import DistTrunk
 from foldcp.distributed.confidence import DistConfidence
 from foldcp.distributed.diffusion import sample_structure
+from foldcp.distributed.model import DistBoltz2
 from foldcp.inputs import make_complex, parse_complex
 from foldcp.inputs.fasta import Protein
 from foldcp.model.checkpoint import resolve_checkpoint
@@ -261,3 +262,33 @@ def _confidence(grid, model, feats):
 @pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
 def test_confidence_matches_serial(model_and_feats, rows, cols):
     run_on_grid(rows, cols, _confidence, *model_and_feats)
+
+
+def _end_to_end(grid, model, feats):
+    n = feats["token_pad_mask"].shape[1]
+    layout = Layout.for_tokens(grid, n)
+    settings = dict(recycling_steps=1, diffusion_samples=2)
+    with torch.inference_mode():
+        torch.manual_seed(7)
+        want = model(feats, num_sampling_steps=3, run_confidence_sequentially=True,
+                     max_parallel_samples=2, **settings)
+        torch.manual_seed(7)
+        got = DistBoltz2(model).predict(feats, layout, sampling_steps=3, max_parallel_samples=2,
+                                        **settings)
+    scale = float(want["sample_atom_coords"].abs().max())
+    diff = float((got["sample_atom_coords"] - want["sample_atom_coords"]).abs().max())
+    assert diff <= max(1e-3, 3e-6 * scale), (diff, scale)
+    tol = dict(rtol=1e-4, atol=1e-4)
+    for key in ("plddt", "complex_plddt", "ptm", "iptm"):
+        torch.testing.assert_close(got[key], want[key], **tol, msg=key)
+    compare_block(layout, got["pae_block"], want["pae"], n, tol)
+    for a, row in want["pair_chains_iptm"].items():
+        for b, value in row.items():
+            torch.testing.assert_close(got["pair_chains_iptm"][a][b], value, **tol)
+    return diff
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 2), (2, 2), (2, 3)])
+def test_end_to_end_matches_boltz2(model_and_feats, rows, cols):
+    model, feats = model_and_feats
+    run_on_grid(rows, cols, _end_to_end, model, with_random_msa(feats, 3, seed=9))

@@ -1,0 +1,48 @@
+"""Boltz-2 inference under context parallelism: trunk → structure sampling → confidence.
+
+`DistBoltz2(model).predict(...)` is Boltz2.forward for inference (recycling, sampling steps,
+diffusion samples, confidence run sample by sample) on an r × c grid. Coordinates and
+per-token outputs come back whole on every rank; PAE / PDE come back as this rank's blocks
+(`gather_pair` assembles them on rank 0 for writing). Same seed → same structure as the
+serial model: the random draws of the diffusion loop happen identically on every rank.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from foldcp.distributed.confidence import DistConfidence
+from foldcp.distributed.diffusion import sample_structure
+from foldcp.distributed.layout import Layout
+from foldcp.distributed.trunk import DistTrunk
+
+
+class DistBoltz2:
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.trunk = DistTrunk(model)
+        self.confidence = DistConfidence(model.confidence_module)
+
+    def predict(self, feats: dict, layout: Layout, recycling_steps: int, sampling_steps: int,
+                diffusion_samples: int, max_parallel_samples: int | None = None) -> dict:
+        n = feats["token_pad_mask"].shape[1]
+        trunk = self.trunk(feats, layout, recycling_steps)
+        s_inputs, s = trunk.s_inputs[:, :n], trunk.s[:, :n]
+        structure = sample_structure(self.model, s, s_inputs, trunk.z, feats, layout,
+                                     sampling_steps, diffusion_samples, max_parallel_samples)
+        coords = structure["sample_atom_coords"]
+        per_sample = [
+            self.confidence(s_inputs, s, trunk.z, coords[k : k + 1], feats,
+                            trunk.pdistogram[:, :, :, 0], layout)
+            for k in range(diffusion_samples)
+        ]
+        out = {"sample_atom_coords": coords}
+        for key in per_sample[0]:
+            if key == "pair_chains_iptm":
+                out[key] = {
+                    a: {b: torch.cat([p[key][a][b] for p in per_sample]) for b in row}
+                    for a, row in per_sample[0][key].items()
+                }
+            else:
+                out[key] = torch.cat([p[key] for p in per_sample], dim=0)
+        return out
