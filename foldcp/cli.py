@@ -50,6 +50,13 @@ def cmd_predict(args) -> None:
     print(f"batch {args.batch}: {counts}")
 
 
+def cmd_record_failure(args) -> None:
+    from foldcp.runner.predict import record_failure
+
+    table = record_failure(args.plan, args.batch, args.out, args.error)
+    print(f"batch {args.batch}: {table['status'].value_counts().to_dict()}")
+
+
 def cmd_analyze(args) -> None:
     from foldcp.analyze.merge import write_batch_tables
     from foldcp.analyze.tables import batch_tables
@@ -99,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", required=True, help="batch_id")
     p.add_argument("--out", required=True, help="predictions folder")
     p.add_argument("--checkpoint", help="override model.checkpoint (auto | demo | PATH)")
+    p = add("record-failure", cmd_record_failure,
+            "status table for a batch whose (multi-rank) run failed")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--batch", required=True)
+    p.add_argument("--out", required=True, help="predictions folder")
+    p.add_argument("--error", required=True, help="what failed")
     p = add("analyze", cmd_analyze, "result tables of one batch")
     p.add_argument("--batch", required=True)
     p.add_argument("--status", required=True, help="the batch's status table")

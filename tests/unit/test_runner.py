@@ -147,3 +147,19 @@ def test_result_tables_from_predictions(screen):
     ranked = ranked_table(complexes, 0.6)
     assert list(ranked["rank"]) == [1, 2, 3]
     assert ranked["ranking_score"].is_monotonic_decreasing
+
+
+def test_record_failure_keeps_finished_and_reports_rank_errors(screen):
+    config, root, batch = screen
+    run(screen)
+    shutil.rmtree(root / "pred" / "pepAx2")
+    (root / "pred" / "pepAx2").mkdir()
+    (root / "pred" / "pepAx2" / "error.rank2.log").write_text("Traceback...\nRuntimeError: rank 2 broke\n")
+    table = predict.record_failure(root / "plan" / "plan.parquet", batch, root / "pred",
+                                   "grid run of 4 ranks failed").set_index("complex_id")
+    assert table.loc["pepAx2", "status"] == "failed"
+    assert "grid run of 4 ranks failed: RuntimeError: rank 2 broke" in table.loc["pepAx2", "error"]
+    assert table.loc["P11540__pepA", "status"] == "already_done"
+    tables = batch_tables(root / "pred" / "batches" / f"{batch}.parquet", root / "pred",
+                          config["analysis"])
+    assert list(tables["failures"]["complex_id"]) == ["pepAx2"]

@@ -48,3 +48,8 @@ def batch_msas(wildcards):
     for members in plan.loc[plan["batch_id"] == wildcards.batch, "proteins"]:
         proteins.update(members)
     return [f"{OUT}/msa/{protein}.a3m" for protein in sorted(proteins)]
+
+
+def batch_grid(wildcards):
+    """GPUs (ranks) of a batch: batch IDs are g{grid}-{index}."""
+    return int(wildcards.batch.split("-")[0][1:])

@@ -1,4 +1,7 @@
-# Predict: fold one batch of the plan (model loaded once per batch).
+# Predict: fold one batch of the plan (model loaded once per batch). Batches of grid P > 1
+# run as P processes (torchrun here; srun under Slurm) that fold one complex together by
+# context parallelism. If such a run fails, the failure is recorded in the batch's status
+# table instead of leaving the batch missing.
 rule predict:
     input:
         config=RESOLVED_CONFIG,
@@ -8,11 +11,19 @@ rule predict:
         status=f"{OUT}/predictions/batches/{{batch}}.parquet",
     params:
         predictions=lambda wildcards, output: Path(output.status).parent.parent,
+        grid=batch_grid,
     log:
         f"{OUT}/logs/predict/{{batch}}.log",
-    threads: 1
+    threads: lambda wildcards: batch_grid(wildcards)
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} foldcp predict --config {input.config} --plan {input.plan} "
-        "--batch {wildcards.batch} --out {params.predictions} > {log} 2>&1"
+        "args='--config {input.config} --plan {input.plan} --batch {wildcards.batch} "
+        "--out {params.predictions}'; "
+        "if [ {params.grid} -gt 1 ]; then "
+        "python -m torch.distributed.run --standalone --nproc-per-node {params.grid} "
+        "-m foldcp.cli predict $args > {log} 2>&1 "
+        "|| foldcp record-failure --config {input.config} --plan {input.plan} "
+        "--batch {wildcards.batch} --out {params.predictions} "
+        "--error 'grid run of {params.grid} ranks failed (see {log})' >> {log} 2>&1; "
+        "else OMP_NUM_THREADS={threads} foldcp predict $args > {log} 2>&1; fi"
