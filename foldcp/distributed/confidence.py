@@ -54,7 +54,7 @@ class DistConfidence(nn.Module):
         z = m.z_norm(z_block)
         if m.add_z_input_to_z:
             z = z + relative_position_block(m.rel_pos, feats, layout)
-            block = pair_feature_block(feats, layout)
+            block = pair_feature_block(feats, layout, z.device)
             z = z + m.token_bonds(block["token_bonds"].float())
             if m.bond_type_feature:
                 z = z + m.token_bonds_type(block["type_bonds"].long())

@@ -25,12 +25,27 @@ from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout
 
 PAIR_FEATURES = ("token_bonds", "type_bonds", "contact_conditioning", "contact_threshold")
+# Pair-shaped features Boltz's featurizer makes that inference never reads.
+UNUSED_PAIR_FEATURES = ("disto_target",)
 REL_POS_FEATURES = ("asym_id", "residue_index", "entity_id", "token_index", "sym_id", "cyclic_period")
 
 
-def pair_feature_block(feats: dict, layout: Layout) -> dict:
-    """The pair-shaped input features cut to this rank's block (padded tokens = zeros)."""
-    return {key: layout.shard_pair(feats[key]) for key in PAIR_FEATURES if key in feats}
+def pair_feature_block(feats: dict, layout: Layout, device=None) -> dict:
+    """The pair-shaped input features cut to this rank's block (padded tokens = zeros) and
+    moved to `device`: the whole N×N features may stay in host memory (see split_features)."""
+    return {key: layout.shard_pair(feats[key]).to(device or feats[key].device)
+            for key in PAIR_FEATURES if key in feats}
+
+
+def split_features(feats: dict, device) -> dict:
+    """Features for a grid run: per-token and per-atom ones on `device`; the pair-shaped ones
+    left in host memory (each rank moves only its block); unused pair-shaped ones dropped."""
+    out = {}
+    for key, value in feats.items():
+        if key in UNUSED_PAIR_FEATURES:
+            continue
+        out[key] = value if (key in PAIR_FEATURES or not torch.is_tensor(value)) else value.to(device)
+    return out
 
 
 def relative_position_block(rel_pos: nn.Module, feats: dict, layout: Layout,
@@ -68,7 +83,7 @@ class DistPairInit(nn.Module):
         m = self.model
         z = m.z_init_1(s_inputs)[:, layout.rows, None] + m.z_init_2(s_inputs)[:, None, layout.cols]
         z = z + relative_position_block(m.rel_pos, feats, layout)
-        block = pair_feature_block(feats, layout)
+        block = pair_feature_block(feats, layout, s_inputs.device)
         z = z + m.token_bonds(block["token_bonds"].float())
         if m.bond_type_feature:
             z = z + m.token_bonds_type(block["type_bonds"].long())

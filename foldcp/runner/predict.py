@@ -124,8 +124,14 @@ class BatchPredictor:
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
         )
+        if self.grid is None:
+            features = to_device(featurized.features, self.device)
+        else:
+            from foldcp.distributed.pair_init import split_features
+
+            features = split_features(featurized.features, self.device)
         with torch.inference_mode(), autocast:
-            out = self._forward(to_device(featurized.features, self.device))
+            out = self._forward(features)
         if not self.is_writer:
             return None
         # Boltz's own ranking score (predict_step): 0.8 pLDDT + 0.2 ipTM (pTM if no interface).
