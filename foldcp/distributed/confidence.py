@@ -25,7 +25,7 @@ from boltz.model.layers.confidence_utils import (
 from foldcp.distributed.comm import all_gather_cat, all_reduce, transpose_pair
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout
-from foldcp.distributed.pair_init import pair_feature_block, relative_position_block
+from foldcp.distributed.pair_init import add_pair_input_features
 from foldcp.distributed.pairformer import DistPairformerModule
 
 def _world(layout: Layout):
@@ -53,12 +53,7 @@ class DistConfidence(nn.Module):
             s = s + m.s_input_to_s(s_inputs)
         z = m.z_norm(z_block)
         if m.add_z_input_to_z:
-            z = z + relative_position_block(m.rel_pos, feats, layout)
-            block = pair_feature_block(feats, layout, z.device)
-            z = z + m.token_bonds(block["token_bonds"].float())
-            if m.bond_type_feature:
-                z = z + m.token_bonds_type(block["type_bonds"].long())
-            z = z + m.contact_conditioning(block)
+            z = add_pair_input_features(m, z, feats, layout)
         s_inputs = layout.pad_single(s_inputs)
         z = z + m.s_to_z(s_inputs)[:, rows, None, :] + m.s_to_z_transpose(s_inputs)[:, None, cols, :]
         if m.add_s_to_z_prod:

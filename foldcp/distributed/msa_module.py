@@ -33,8 +33,7 @@ from foldcp.distributed.comm import all_reduce
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout, rowwise
 from foldcp.distributed.rng import replay_dropout_draw
-from foldcp.distributed.triangle_attention import DistTriangleAttention
-from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
+from foldcp.distributed.pairformer import DistPairStack
 
 
 def sequence_shard(x: torch.Tensor, layout: Layout) -> torch.Tensor:
@@ -147,37 +146,13 @@ class DistOuterProductMean(nn.Module):
         return mine.to(m.dtype)
 
 
-class DistPairformerNoSeqLayer(nn.Module):
-    """Boltz's PairformerNoSeqLayer (the MSA layer's pair stack) on a pair block."""
-
-    def __init__(self, serial: nn.Module) -> None:
-        super().__init__()
-        self.serial = serial
-        self.tri_mul_out = DistTriangleMultiplication(serial.tri_mul_out, outgoing=True)
-        self.tri_mul_in = DistTriangleMultiplication(serial.tri_mul_in, outgoing=False)
-        self.tri_att_start = DistTriangleAttention(serial.tri_att_start)
-        self.tri_att_end = DistTriangleAttention(serial.tri_att_end)
-
-    def forward(self, z, pair_mask, layout: Layout):
-        batch, length, device = z.shape[0], layout.n_real, z.device
-        replay_dropout_draw(batch, length, device)
-        z = z + self.tri_mul_out(z, pair_mask, layout)
-        replay_dropout_draw(batch, length, device)
-        z = z + self.tri_mul_in(z, pair_mask, layout)
-        replay_dropout_draw(batch, length, device)
-        z = z + self.tri_att_start(z, pair_mask, layout)
-        replay_dropout_draw(batch, length, device, columnwise=True)
-        z = z + self.tri_att_end(z, pair_mask, layout)
-        return z + rowwise(self.serial.transition_z, z, expansion=4)
-
-
 class DistMSALayer(nn.Module):
     def __init__(self, serial: nn.Module) -> None:
         super().__init__()
         self.serial = serial
         self.pair_weighted_averaging = DistPairWeightedAveraging(serial.pair_weighted_averaging)
         self.outer_product_mean = DistOuterProductMean(serial.outer_product_mean)
-        self.pairformer_layer = DistPairformerNoSeqLayer(serial.pairformer_layer)
+        self.pairformer_layer = DistPairStack(serial.pairformer_layer)
 
     def forward(self, z, m, pair_mask, msa_mask, layout: Layout, depth: int):
         replay_dropout_draw(m.shape[0], depth, m.device)  # Boltz's MSA dropout mask

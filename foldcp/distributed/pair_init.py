@@ -71,6 +71,18 @@ def relative_position_block(rel_pos: nn.Module, feats: dict, layout: Layout,
     return out
 
 
+def add_pair_input_features(module: nn.Module, z: torch.Tensor, feats: dict,
+                            layout: Layout) -> torch.Tensor:
+    """z + rel_pos + token_bonds (+ bond types) + contact conditioning, with `module`'s own
+    encoders (the trunk's and the confidence module's each have theirs)."""
+    z = z + relative_position_block(module.rel_pos, feats, layout)
+    block = pair_feature_block(feats, layout, z.device)
+    z = z + module.token_bonds(block["token_bonds"].float())
+    if module.bond_type_feature:
+        z = z + module.token_bonds_type(block["type_bonds"].long())
+    return z + module.contact_conditioning(block)
+
+
 class DistPairInit(nn.Module):
     """z_init block of a Boltz2 model (shares its modules)."""
 
@@ -82,13 +94,7 @@ class DistPairInit(nn.Module):
         """s_inputs: [B, N', C_s] whole (padded); feats: the whole (unpadded) feature dict."""
         m = self.model
         z = m.z_init_1(s_inputs)[:, layout.rows, None] + m.z_init_2(s_inputs)[:, None, layout.cols]
-        z = z + relative_position_block(m.rel_pos, feats, layout)
-        block = pair_feature_block(feats, layout, s_inputs.device)
-        z = z + m.token_bonds(block["token_bonds"].float())
-        if m.bond_type_feature:
-            z = z + m.token_bonds_type(block["type_bonds"].long())
-        z = z + m.contact_conditioning(block)
-        return z
+        return add_pair_input_features(m, z, feats, layout)
 
 
 class DistDistogram(nn.Module):

@@ -18,7 +18,11 @@ from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
 
 
-class DistPairformerLayer(nn.Module):
+class DistPairStack(nn.Module):
+    """The pair half of a Pairformer layer — triangle multiplications, triangle attentions,
+    pair transition — on a pair block. It is Boltz's PairformerNoSeqLayer entire (the MSA
+    and template modules use that one) and the z update of PairformerLayer."""
+
     def __init__(self, serial: nn.Module) -> None:
         super().__init__()
         self.serial = serial
@@ -26,11 +30,8 @@ class DistPairformerLayer(nn.Module):
         self.tri_mul_in = DistTriangleMultiplication(serial.tri_mul_in, outgoing=False)
         self.tri_att_start = DistTriangleAttention(serial.tri_att_start)
         self.tri_att_end = DistTriangleAttention(serial.tri_att_end)
-        self.attention = DistAttentionPairBias(serial.attention)
 
-    def forward(self, s, z, mask, pair_mask, layout: Layout):
-        """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block."""
-        m = self.serial
+    def forward(self, z, pair_mask, layout: Layout):
         batch, length, device = z.shape[0], layout.n_real, z.device
         replay_dropout_draw(batch, length, device)
         z = z + self.tri_mul_out(z, pair_mask, layout)
@@ -40,7 +41,20 @@ class DistPairformerLayer(nn.Module):
         z = z + self.tri_att_start(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device, columnwise=True)
         z = z + self.tri_att_end(z, pair_mask, layout)
-        z = z + rowwise(m.transition_z, z, expansion=4)
+        return z + rowwise(self.serial.transition_z, z, expansion=4)
+
+
+class DistPairformerLayer(nn.Module):
+    def __init__(self, serial: nn.Module) -> None:
+        super().__init__()
+        self.serial = serial
+        self.pair_stack = DistPairStack(serial)
+        self.attention = DistAttentionPairBias(serial.attention)
+
+    def forward(self, s, z, mask, pair_mask, layout: Layout):
+        """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block."""
+        m = self.serial
+        z = self.pair_stack(z, pair_mask, layout)
         with torch.autocast("cuda", enabled=False):
             s_normed = m.pre_norm_s(s.float())
             s = s.float() + self.attention(s_normed, z.float(), mask.float(), s_normed, layout)
