@@ -95,7 +95,8 @@ class DistPairWeightedAveraging(nn.Module):
         for head in range(pwa.num_heads):
             channels = slice(head * pwa.c_h, (head + 1) * pwa.c_h)
             v = F.linear(m, pwa.proj_m.weight[channels])  # [B, S_k, N', c_h]
-            head_out = torch.zeros_like(v)
+            head_out = torch.zeros(v.shape, dtype=torch.promote_types(v.dtype, torch.float32),
+                                   device=v.device)  # summed over blocks: not in bf16
             for owner, block in _broadcast_blocks((m.shape[0],), layout, weights[:, head],
                                                   weights.dtype, weights.device):
                 p, q = divmod(owner, grid.cols)
@@ -103,7 +104,7 @@ class DistPairWeightedAveraging(nn.Module):
                 cols = slice(*grid.col_range(layout.n_padded, q))
                 head_out[:, :, rows] += torch.einsum("bij,bsjd->bsid", block, v[:, :, cols])
             gate = F.linear(m, pwa.proj_g.weight[channels]).sigmoid()
-            part = F.linear(gate * head_out, pwa.proj_o.weight[:, channels])
+            part = F.linear(gate * head_out.to(v.dtype), pwa.proj_o.weight[:, channels])
             out = part if out is None else out + part
         return out
 

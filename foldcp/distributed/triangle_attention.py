@@ -64,9 +64,12 @@ class DistTriangleAttention(nn.Module):
         ring = RingShift(grid.row_ranks, grid.rank)
         chunk = self.row_chunk or max(1, min(rows, rows * x.shape[-1] // max(1, heads * cols)))
 
-        run_max = torch.full((batch, rows, heads, cols), float("-inf"), dtype=q.dtype, device=q.device)
+        # Running statistics in at least float32: under bf16 autocast the block products are
+        # bf16, but sums carried across blocks must not be.
+        acc = torch.promote_types(q.dtype, torch.float32)
+        run_max = torch.full((batch, rows, heads, cols), float("-inf"), dtype=acc, device=q.device)
         run_sum = torch.zeros_like(run_max)
-        run_out = torch.zeros_like(q)
+        run_out = torch.zeros(q.shape, dtype=acc, device=q.device)
         blocks = [k, v, mask]
         for step in range(grid.cols):
             pending = ring.post(blocks) if step + 1 < grid.cols else None
@@ -78,7 +81,7 @@ class DistTriangleAttention(nn.Module):
             pad_bias = layout.padding_bias(key_slice, x.device, q.dtype, m.inf)
             for r0 in range(0, rows, chunk):
                 r1 = min(rows, r0 + chunk)
-                scores = torch.matmul(q[:, r0:r1], k_blk[:, r0:r1].transpose(-1, -2))
+                scores = torch.matmul(q[:, r0:r1], k_blk[:, r0:r1].transpose(-1, -2)).to(acc)
                 scores += mask_bias[:, r0:r1]
                 scores += tri_bias
                 scores += pad_bias
@@ -86,7 +89,7 @@ class DistTriangleAttention(nn.Module):
                             run_out[:, r0:r1])
             if pending is not None:
                 blocks = pending.wait()
-        out = (run_out / run_sum.unsqueeze(-1)).transpose(2, 3)  # [B, I, J, H, d]
+        out = (run_out / run_sum.unsqueeze(-1)).transpose(2, 3).to(q.dtype)  # [B, I, J, H, d]
         gate = mha.sigmoid(mha.linear_g(x)).view(batch, rows, cols, heads, width)
         out = (out * gate).reshape(batch, rows, cols, heads * width)
         return mha.linear_o(out)
