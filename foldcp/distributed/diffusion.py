@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
+from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce
 from foldcp.distributed.grid import pad_tokens
@@ -170,15 +171,19 @@ class DistTokenTransformer(nn.Module):
 
 
 @contextlib.contextmanager
-def distributed_token_transformer(model: nn.Module, layout: Layout):
-    """Swap the score model's token transformer for the tiled one while sampling."""
-    score_model = model.structure_module.score_model
-    serial = score_model.token_transformer
-    score_model.token_transformer = DistTokenTransformer(serial, layout)
+def distributed_score_model(model: nn.Module, layout: Layout):
+    """While sampling, swap the score model's token transformer for the tiled one and its
+    atom encoder / decoder transformers for the window-split ones."""
+    score = model.structure_module.score_model
+    encoder, decoder = score.atom_attention_encoder, score.atom_attention_decoder
+    serial = (score.token_transformer, encoder.atom_encoder, decoder.atom_decoder)
+    score.token_transformer = DistTokenTransformer(serial[0], layout)
+    encoder.atom_encoder = DistAtomTransformer(serial[1], layout)
+    decoder.atom_decoder = DistAtomTransformer(serial[2], layout)
     try:
         yield
     finally:
-        score_model.token_transformer = serial
+        score.token_transformer, encoder.atom_encoder, decoder.atom_decoder = serial
 
 
 def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout: Layout,
@@ -188,7 +193,7 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
     relpos = relative_position_block(model.rel_pos, feats, layout)
     conditioning = DistDiffusionConditioning(model.diffusion_conditioning)(
         s_trunk, z_block, relpos, feats, layout)
-    with distributed_token_transformer(model, layout), torch.autocast("cuda", enabled=False):
+    with distributed_score_model(model, layout), torch.autocast("cuda", enabled=False):
         return model.structure_module.sample(
             s_trunk=s_trunk.float(),
             s_inputs=s_inputs.float(),
