@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.layout import Layout, rowwise
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
@@ -48,7 +49,13 @@ class DistTrunk(nn.Module):
                 "on one GPU (grid 1) or without templates"
             )
         if s_inputs is None:
-            s_inputs = m.input_embedder(feats)
+            attention_encoder = m.input_embedder.atom_attention_encoder
+            serial_atoms = attention_encoder.atom_encoder
+            attention_encoder.atom_encoder = DistAtomTransformer(serial_atoms, layout)
+            try:  # the input embedder's atom windows split over the ranks too
+                s_inputs = m.input_embedder(feats)
+            finally:
+                attention_encoder.atom_encoder = serial_atoms
         s_inputs = layout.pad_single(s_inputs)
         s_init = m.s_init(s_inputs)
         z_init = self.pair_init(s_inputs, feats, layout)
