@@ -153,7 +153,9 @@ def annotate_known(complexes: pd.DataFrame, known: set[frozenset]) -> pd.DataFra
 
 def ranked_table(complexes: pd.DataFrame, confident_iptm: float) -> pd.DataFrame:
     """Best sample of each complex, highest ranking_score first, with a 1-based rank."""
-    best = complexes[complexes["best_sample"]].sort_values(
+    # .loc with an explicit bool mask: on an empty (object-typed) table plain [] would pick
+    # columns, not rows
+    best = complexes.loc[complexes["best_sample"].astype(bool)].sort_values(
         ["ranking_score", "complex_id"], ascending=[False, True]
     )
     best = best.assign(

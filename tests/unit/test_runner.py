@@ -163,3 +163,22 @@ def test_record_failure_keeps_finished_and_reports_rank_errors(screen):
     tables = batch_tables(root / "pred" / "batches" / f"{batch}.parquet", root / "pred",
                           config["analysis"])
     assert list(tables["failures"]["complex_id"]) == ["pepAx2"]
+
+
+def test_merge_when_every_complex_failed(screen, monkeypatch, tmp_path):
+    from foldcp.analyze.merge import merge_tables, write_batch_tables
+
+    config, root, batch = screen
+
+    def broken(self, complex_, proteins, directory):
+        raise RuntimeError("no luck")
+
+    monkeypatch.setattr(predict.BatchPredictor, "fold", broken)
+    run(screen)
+    tables = batch_tables(root / "pred" / "batches" / f"{batch}.parquet", root / "pred",
+                          config["analysis"])
+    write_batch_tables(tables, tmp_path / "metrics", batch)
+    merged = merge_tables(tmp_path / "metrics", [batch], root / "plan", tmp_path / "results",
+                          config["analysis"], None)
+    assert merged["ranked"].empty and len(merged["failures"]) == 3
+    assert (tmp_path / "results" / "ranked.tsv").read_text().startswith("rank\tcomplex_id")
