@@ -198,6 +198,9 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                              runtime_s=round(time.time() - started, 3)))
         except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
             if predictor is None:
+                if distributed:  # leave the reason where record-failure will find it
+                    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+                    write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
                 raise  # the model could not be loaded: nothing in this batch can run
             if predictor.grid is not None:
                 # The other ranks may be waiting in a collective for this one: log and end this

@@ -165,3 +165,23 @@ def test_grid_four_run_equals_grid_one(grid_screens):
         assert (one[column] - four.loc[one.index, column]).abs().max() < 1e-4, column
     contacts = (one["interchain_contacts"] - four.loc[one.index, "interchain_contacts"]).abs()
     assert contacts.max() <= 2  # coordinates agree to float rounding; a borderline pair may flip
+
+
+def test_failed_grid_run_is_recorded_not_lost(tmp_path, foldcp_cache):
+    """Every rank of a 4-rank run fails (no such checkpoint): the launcher ends, the complex
+    is recorded as failed with the rank's error, and the screen still completes."""
+    root = make_workspace(tmp_path, known_interactions=None)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["plan"].update(grids=[1, 4], gpu_memory_gib=1.0, safety_margin=0.0,
+                          memory_model=dict(fixed_gib=0.0, pair_gib_per_ktoken2=11.0, cp_overhead=1.15))
+    config["model"]["checkpoint"] = str(tmp_path / "missing.ckpt")
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "pairs.tsv").write_text("chains\nP00441:2\n")
+    result = snakemake(root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    failures = pd.read_parquet(root / "results" / "failures.parquet")
+    assert list(failures["complex_id"]) == ["P00441x2"]
+    assert failures["status"].iloc[0] == "failed"
+    assert "grid run of 4 ranks failed" in failures["error"].iloc[0]
+    assert "missing.ckpt" in failures["error"].iloc[0]
+    assert pd.read_parquet(root / "results" / "complexes.parquet").empty
