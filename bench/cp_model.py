@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--no-serial", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    grid, device = init_from_env()
+    grid, device = init_from_env(timeout_s=3 * 3600)  # the others wait while rank 0 runs serial
     cuda = device.type == "cuda"
     hparams = json.loads((Path(args.inputs) / "hparams.json").read_text())
     torch.manual_seed(0)

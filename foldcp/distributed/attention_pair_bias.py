@@ -37,14 +37,15 @@ class DistAttentionPairBias(nn.Module):
         v = m.proj_v(k_in[:, cols]).view(batch, -1, heads, width)
         bias = m.proj_z(z).repeat_interleave(multiplicity, 0)  # [B·M, H, |R_p|, |C_q|]
         gate = m.proj_g(s[:, rows]).sigmoid()
-        attn = torch.einsum("bihd,bjhd->bhij", q.float(), k.float())
-        attn = attn / (width**0.5) + bias.float()
-        attn = attn + (1 - mask[:, None, None, cols].float()) * -m.inf
-        attn = attn + layout.padding_bias(cols, s.device, attn.dtype, m.inf)
-        row_max = all_reduce(attn.amax(dim=-1), grid.row_group, dist.ReduceOp.MAX)
-        weights = torch.exp(attn - row_max.unsqueeze(-1))
-        total = all_reduce(weights.sum(dim=-1), grid.row_group)  # [B, H, I]
-        out = all_reduce(torch.einsum("bhij,bjhd->bihd", weights, v.float()), grid.row_group)
-        out = (out / total.permute(0, 2, 1).unsqueeze(-1)).to(v.dtype)
+        with torch.autocast("cuda", enabled=False):  # as Boltz: attention core in float32
+            attn = torch.einsum("bihd,bjhd->bhij", q.float(), k.float())
+            attn = attn / (width**0.5) + bias.float()
+            attn = attn + (1 - mask[:, None, None, cols].float()) * -m.inf
+            attn = attn + layout.padding_bias(cols, s.device, attn.dtype, m.inf)
+            row_max = all_reduce(attn.amax(dim=-1), grid.row_group, dist.ReduceOp.MAX)
+            weights = torch.exp(attn - row_max.unsqueeze(-1))
+            total = all_reduce(weights.sum(dim=-1), grid.row_group)  # [B, H, I]
+            out = all_reduce(torch.einsum("bhij,bjhd->bihd", weights, v.float()), grid.row_group)
+            out = (out / total.permute(0, 2, 1).unsqueeze(-1)).to(v.dtype)
         out = m.proj_o(gate * out.reshape(batch, -1, m.c_s))  # rows R_p
         return all_gather_cat(out, grid.col_group, dim=1)  # [B, N', C_s]

@@ -41,13 +41,22 @@ class ShardedPairBias:
     def __init__(self, z_block: torch.Tensor, projections: nn.ModuleList) -> None:
         self.z_block = z_block
         self.projections = projections
+        # Boltz projects these biases in DiffusionConditioning, i.e. under the caller's
+        # autocast; sampling then runs with autocast off. Project under the same autocast.
+        self.autocast_enabled = torch.is_autocast_enabled("cuda")
+        self.autocast_dtype = torch.get_autocast_dtype("cuda")
 
     def float(self) -> "ShardedPairBias":
         return self
 
     def layer(self, index: int) -> torch.Tensor:
         """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in float32."""
-        return self.projections[index](self.z_block).float()
+        projection = self.projections[index]
+        z = self.z_block
+        if not self.autocast_enabled:  # e.g. a bf16 block reaching a float32 projection
+            z = z.to(next(projection.parameters()).dtype)
+        with torch.autocast("cuda", dtype=self.autocast_dtype, enabled=self.autocast_enabled):
+            return projection(z).float()
 
 
 def _atom_token_index(atom_to_token: torch.Tensor) -> torch.Tensor:
@@ -114,24 +123,27 @@ class DistDiffusionConditioning(nn.Module):
 
             atom_to_token = feats["atom_to_token"].float()
             c = c + torch.bmm(atom_to_token, enc.s_to_c_trans(s_trunk.float())).to(c)
-            p = p + self._pair_term(enc, z, atom_to_token, to_keys, layout).to(p)
+            p = p + self._pair_term(enc, z, atom_to_token, indexing, layout).to(p)
             p = p + enc.c_to_p_trans_q(c.view(batch, windows, width, 1, c.shape[-1]))
             p = p + enc.c_to_p_trans_k(to_keys(c).view(batch, windows, 1, keys, c.shape[-1]))
             p = p + enc.p_mlp(p)
         return q, c, p, to_keys
 
     @staticmethod
-    def _pair_term(enc, z, atom_to_token, to_keys, layout: Layout) -> torch.Tensor:
+    def _pair_term(enc, z, atom_to_token, indexing, layout: Layout) -> torch.Tensor:
         """Σ_ij z_to_p[i, j] · [token(query) = i] · [token(key) = j], from my block + all-reduce."""
         z_to_p = enc.z_to_p_trans(z.float())  # [B, |R_p|, |C_q|, atom_z]
         batch, atoms, _ = atom_to_token.shape
         width, keys = enc.atoms_per_window_queries, enc.atoms_per_window_keys
         windows = atoms // width
-        token = _atom_token_index(atom_to_token).float().unsqueeze(-1)
+        token = _atom_token_index(atom_to_token).double().unsqueeze(-1)
         token_q = token.view(batch, windows, width, 1).long()
-        # keys gather the token index through the same window matrix (exact for one-hot rows)
+
+        def to_keys(x):  # Boltz's window gather, in float64: token indices stay exact
+            return single_to_keys(x, indexing_matrix=indexing.double(), W=width, H=keys)
+
         token_k = to_keys(token).round().view(batch, windows, 1, keys).long()
-        key_real = to_keys((token >= 0).float()).view(batch, windows, 1, keys) > 0.5
+        key_real = to_keys((token >= 0).double()).view(batch, windows, 1, keys) > 0.5
         rows, cols = layout.rows, layout.cols
         inside = ((token_q >= rows.start) & (token_q < rows.stop)
                   & (token_k >= cols.start) & (token_k < cols.stop) & key_real)

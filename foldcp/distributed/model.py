@@ -31,6 +31,10 @@ class DistBoltz2:
         structure = sample_structure(self.model, s, s_inputs, trunk.z, feats, layout,
                                      sampling_steps, diffusion_samples, max_parallel_samples)
         coords = structure["sample_atom_coords"]
+        if layout.grid.size > 1:
+            # Every rank computed the same coordinates; make them bitwise equal anyway, so a
+            # non-deterministic kernel cannot leave the ranks' confidence blocks inconsistent.
+            torch.distributed.broadcast(coords, layout.grid.rank_of(0, 0))
         per_sample = [
             self.confidence(s_inputs, s, trunk.z, coords[k : k + 1], feats,
                             trunk.pdistogram[:, :, :, 0], layout)

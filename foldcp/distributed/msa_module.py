@@ -138,7 +138,9 @@ class DistOuterProductMean(nn.Module):
                 outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
                 outer = outer.reshape(*outer.shape[:3], hidden * hidden)
                 total[:, r0 : r0 + outer.shape[1]] = F.linear(outer.to(weight.dtype), weight)
-            count = torch.einsum("bsi,bsj->bij", msa_mask[:, :, rows].to(a), msa_mask[:, :, cols].to(a))
+            with torch.autocast("cuda", enabled=False):  # counts up to S: not in bf16
+                count = torch.einsum("bsi,bsj->bij", msa_mask[:, :, rows].float(),
+                                     msa_mask[:, :, cols].float()).contiguous()
             if grid.size > 1:
                 dist.reduce(total, owner)
                 dist.reduce(count, owner)

@@ -58,6 +58,22 @@ def to_device(features: dict, device: torch.device) -> dict:
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in features.items()}
 
 
+def check_same_features(features: dict, device) -> None:
+    """Every rank featurizes the complex itself; stop with a clear error if they disagree
+    (different shapes would make the collectives mismatch)."""
+    import torch.distributed as dist
+
+    summary = torch.tensor(
+        [features["token_pad_mask"].shape[1], features["atom_pad_mask"].shape[1],
+         float(features["ref_pos"].double().sum()), float(features["res_type"].double().sum())],
+        dtype=torch.float64, device=device)
+    low, high = summary.clone(), summary.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"ranks featurized the complex differently: {low.tolist()} vs {high.tolist()}")
+
+
 class BatchPredictor:
     """Holds the loaded model and folds complexes one at a time (on one device or a grid)."""
 
@@ -105,6 +121,7 @@ class BatchPredictor:
         from foldcp.distributed.model import DistBoltz2
 
         n = features["token_pad_mask"].shape[1]
+        check_same_features(features, self.device)
         layout = Layout.for_tokens(self.grid, n)
         out = DistBoltz2(self.model).predict(
             features, layout, sampling_steps=self.settings["sampling_steps"], **kwargs)
