@@ -78,6 +78,11 @@ class GroupBroadcast:
         return Pending([work], buffer)
 
 
+def grid_group(grid: Grid):
+    """The group of every rank of the grid (None on a grid of one)."""
+    return dist.group.WORLD if grid.size > 1 else None
+
+
 def all_reduce(tensor: torch.Tensor, group, op=dist.ReduceOp.SUM) -> torch.Tensor:
     """All-reduce over a group (no-op for a group of one); use the returned tensor.
 

@@ -22,15 +22,11 @@ from boltz.model.layers.confidence_utils import (
     compute_frame_pred,
     tm_function,
 )
-from foldcp.distributed.comm import all_gather_cat, all_reduce, transpose_pair
+from foldcp.distributed.comm import all_gather_cat, all_reduce, grid_group, transpose_pair
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout
 from foldcp.distributed.pair_init import add_pair_input_features
 from foldcp.distributed.pairformer import DistPairformerModule
-
-def _world(layout: Layout):
-    return dist.group.WORLD if layout.grid.size > 1 else None
-
 
 class DistConfidence(nn.Module):
     def __init__(self, serial: nn.Module) -> None:
@@ -108,7 +104,7 @@ class DistConfidence(nn.Module):
         pair = pad[:, rows, None] * pad[:, None, cols] * off_diagonal * prob_contact
         inter = pair * (1 - same_chain[..., 0])
         sums = torch.stack([(pde * pair).sum(), pair.sum(), (pde * inter).sum(), inter.sum()])
-        sums = all_reduce(sums, _world(layout))
+        sums = all_reduce(sums, grid_group(grid))
         out = dict(
             plddt=plddt, complex_plddt=complex_plddt, complex_iplddt=complex_iplddt,
             complex_pde=(sums[0] / sums[1]).reshape(1), complex_ipde=(sums[2] / (sums[3] + 1e-5)).reshape(1),

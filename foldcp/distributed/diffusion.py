@@ -17,18 +17,17 @@ run's. The two places where pair tensors enter are replaced:
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
 from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
 from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
-from foldcp.distributed.comm import all_reduce
+from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout
 from foldcp.distributed.pair_init import relative_position_block
+from foldcp.distributed.swap import swapped
 
 
 class ShardedPairBias:
@@ -152,7 +151,7 @@ class DistDiffusionConditioning(nn.Module):
         values = z_to_p.reshape(batch, -1, z_to_p.shape[-1])
         gathered = torch.stack([values[b][flat[b]] for b in range(batch)])  # [B, K, W, H, d]
         gathered = gathered * inside.unsqueeze(-1)
-        return all_reduce(gathered, None if layout.grid.size == 1 else torch.distributed.group.WORLD)
+        return all_reduce(gathered, grid_group(layout.grid))
 
 
 class DistTokenTransformer(nn.Module):
@@ -182,20 +181,16 @@ class DistTokenTransformer(nn.Module):
         return a[:, :n]
 
 
-@contextlib.contextmanager
 def distributed_score_model(model: nn.Module, layout: Layout):
-    """While sampling, swap the score model's token transformer for the tiled one and its
-    atom encoder / decoder transformers for the window-split ones."""
+    """While sampling: the score model's token transformer tiled, its atom encoder / decoder
+    transformers split by windows."""
     score = model.structure_module.score_model
     encoder, decoder = score.atom_attention_encoder, score.atom_attention_decoder
-    serial = (score.token_transformer, encoder.atom_encoder, decoder.atom_decoder)
-    score.token_transformer = DistTokenTransformer(serial[0], layout)
-    encoder.atom_encoder = DistAtomTransformer(serial[1], layout)
-    decoder.atom_decoder = DistAtomTransformer(serial[2], layout)
-    try:
-        yield
-    finally:
-        score.token_transformer, encoder.atom_encoder, decoder.atom_decoder = serial
+    return swapped(
+        (score, "token_transformer", DistTokenTransformer(score.token_transformer, layout)),
+        (encoder, "atom_encoder", DistAtomTransformer(encoder.atom_encoder, layout)),
+        (decoder, "atom_decoder", DistAtomTransformer(decoder.atom_decoder, layout)),
+    )
 
 
 def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout: Layout,

@@ -24,14 +24,22 @@ def _env(*names: str, default: str | None = None) -> str | None:
     return default
 
 
+def world_size_from_env() -> int:
+    """Processes the launcher started (1 outside torchrun/srun)."""
+    return int(_env("WORLD_SIZE", "SLURM_NTASKS", default="1"))
+
+
+def rank_from_env() -> int:
+    return int(_env("RANK", "SLURM_PROCID", default="0"))
+
+
 def init_from_env(rows: int | None = None, cols: int | None = None, backend: str | None = None,
                   timeout_s: float | None = None) -> tuple[Grid, torch.device]:
     """Initialise the process group and the grid; a collective that waits longer than
     `timeout_s` (default $FOLDCP_COLLECTIVE_TIMEOUT_S or 600 s) fails instead of hanging."""
     if timeout_s is None:
         timeout_s = float(os.environ.get("FOLDCP_COLLECTIVE_TIMEOUT_S", "600"))
-    world = int(_env("WORLD_SIZE", "SLURM_NTASKS", default="1"))
-    rank = int(_env("RANK", "SLURM_PROCID", default="0"))
+    world, rank = world_size_from_env(), rank_from_env()
     local_rank = int(_env("LOCAL_RANK", "SLURM_LOCALID", default="0"))
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank % torch.cuda.device_count())

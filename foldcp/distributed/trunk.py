@@ -20,6 +20,7 @@ from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
 from foldcp.distributed.rng import replay_pair_stack_draws
+from foldcp.distributed.swap import swapped
 
 
 @dataclass
@@ -49,13 +50,9 @@ class DistTrunk(nn.Module):
                 "on one GPU (grid 1) or without templates"
             )
         if s_inputs is None:
-            attention_encoder = m.input_embedder.atom_attention_encoder
-            serial_atoms = attention_encoder.atom_encoder
-            attention_encoder.atom_encoder = DistAtomTransformer(serial_atoms, layout)
-            try:  # the input embedder's atom windows split over the ranks too
+            encoder = m.input_embedder.atom_attention_encoder  # its windows split too
+            with swapped((encoder, "atom_encoder", DistAtomTransformer(encoder.atom_encoder, layout))):
                 s_inputs = m.input_embedder(feats)
-            finally:
-                attention_encoder.atom_encoder = serial_atoms
         s_inputs = layout.pad_single(s_inputs)
         s_init = m.s_init(s_inputs)
         z_init = self.pair_init(s_inputs, feats, layout)

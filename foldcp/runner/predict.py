@@ -18,7 +18,6 @@ Status table ``{out}/batches/{batch_id}.parquet``: batch_id, complex_id, status
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import traceback
@@ -29,6 +28,7 @@ import pandas as pd
 import torch
 
 from foldcp import __version__
+from foldcp.distributed.launch import rank_from_env, world_size_from_env
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
@@ -197,7 +197,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
         raise ValueError(f"batch {batch_id!r} is not in the plan {plan_path}")
     proteins = read_fasta(config["proteins"])
     grid_size = int(batch["grid"].max())
-    distributed = grid_size > 1 and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1
+    distributed = grid_size > 1 and world_size_from_env() > 1
     predictor = None
     rows = []
     for row in batch.itertuples():
@@ -216,8 +216,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
         except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
             if predictor is None:
                 if distributed:  # leave the reason where record-failure will find it
-                    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
-                    write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
+                    write_text(directory / f"error.rank{rank_from_env()}.log", traceback.format_exc())
                 raise  # the model could not be loaded: nothing in this batch can run
             if predictor.grid is not None:
                 # The other ranks may be waiting in a collective for this one: log and end this

@@ -13,6 +13,7 @@ import datetime
 import multiprocessing
 import os
 import socket
+import time
 import traceback
 
 
@@ -59,10 +60,10 @@ def run_on_grid(rows: int, cols: int, fn, *args, timeout: float = 240.0,
     for proc in procs:
         proc.start()
     results, errors = {}, []
-    deadline = __import__("time").monotonic() + timeout
+    deadline = time.monotonic() + timeout
     try:
         while len(results) + len(errors) < world:
-            remaining = deadline - __import__("time").monotonic()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"grid {rows}x{cols}: ranks did not finish in {timeout} s")
             try:
