@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import multiprocessing
-import os
 import socket
 import time
 import traceback
