@@ -18,4 +18,5 @@ include: "workflow/rules/analyze.smk"
 rule all:
     input:
         f"{OUT}/ranked.tsv",
+        f"{OUT}/report.html",
     default_target: True

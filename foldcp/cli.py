@@ -76,7 +76,32 @@ def cmd_merge(args) -> None:
     tables = merge_tables(args.metrics, batches, args.plan_dir, args.out, config["analysis"],
                           config.get("known_interactions"))
     print(f"{len(tables['ranked'])} complexes ranked, {len(tables['failures'])} failed, "
+          f"{tables['chain_pairs_rows']} chain-pair rows, "
           f"{len(tables['skipped'])} skipped -> {args.out}")
+
+
+def cmd_score(args) -> None:
+    from foldcp.io import write_parquet, write_tsv
+    from foldcp.metrics.score import ScoreSettings, score_prediction
+
+    settings = ScoreSettings(pae_cutoff=args.pae_cutoff, contact_cutoff=args.contact_cutoff,
+                             heavy_contact_cutoff=args.heavy_atom_contact_cutoff,
+                             clash_cutoff=args.clash_cutoff)
+    report = score_prediction(args.structure, args.pae, args.plddt, settings=settings)
+    for frame, path in ((report.pairs, args.out), (report.residues, args.residues)):
+        if path:
+            (write_parquet if path.endswith(".parquet") else write_tsv)(path, frame)
+    if not args.out:
+        print(report.pairs.to_csv(sep="\t", index=False, float_format="%.4f"), end="")
+
+
+def cmd_report(args) -> None:
+    from foldcp.report import write_report
+
+    config = _config(args.config)
+    path = write_report(args.results, args.out, top_n=args.top or config["report"]["top_n"],
+                        title=config["report"]["title"])
+    print(f"report -> {path}")
 
 
 def cmd_demo_checkpoint(args) -> None:
@@ -121,7 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan-dir", required=True)
     p.add_argument("--metrics", required=True)
     p.add_argument("--out", required=True)
+    p = add("report", cmd_report, "HTML report of a finished screen")
+    p.add_argument("--results", required=True, help="folder with the merged tables")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--top", type=int, help="hits shown in detail (default: report.top_n)")
     add("demo-checkpoint", cmd_demo_checkpoint, "build (once) and print the demo checkpoint path")
+    p = sub.add_parser("score", help="interface metrics of any AlphaFold-style prediction")
+    p.set_defaults(func=cmd_score)
+    p.add_argument("structure", help="mmCIF or PDB file")
+    p.add_argument("--pae", required=True,
+                   help="token x token PAE: .npz ('pae'), .npy or AlphaFold JSON")
+    p.add_argument("--plddt", help="per-token pLDDT: .npz ('plddt'), .npy or JSON "
+                                   "(default: the B-factors of the Cb atoms)")
+    p.add_argument("--pae-cutoff", type=float, default=10.0, help="ipSAE PAE cutoff (Å)")
+    p.add_argument("--contact-cutoff", type=float, default=8.0, help="Cb-Cb contact distance (Å)")
+    p.add_argument("--heavy-atom-contact-cutoff", type=float, default=5.0)
+    p.add_argument("--clash-cutoff", type=float, default=1.0)
+    p.add_argument("--out", help="chain-pair table (.tsv or .parquet; default: print TSV)")
+    p.add_argument("--residues", help="interface-residue table (.tsv or .parquet)")
     return parser
 
 

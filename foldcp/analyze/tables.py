@@ -2,7 +2,8 @@
 
 Per batch (`batch_tables`), then merged (`merge_tables`):
 - complexes:   one row per complex x sample (best_sample marks the top ranking_score)
-- chain_pairs: one row per complex x sample x unordered chain pair
+- chain_pairs: one row per complex x sample x unordered chain pair (foldcp.metrics.score)
+- interface_residues: one row per complex x sample x chain pair x interface residue
 - failures:    complexes whose prediction failed (status, error)
 """
 
@@ -14,45 +15,96 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foldcp.metrics.contacts import structure_contacts
+from foldcp.errors import ConfigError
+from foldcp.metrics.score import PAIR_COLUMNS as METRIC_PAIR_COLUMNS
+from foldcp.metrics.score import RESIDUE_COLUMNS, ScoreSettings, score_prediction
 from foldcp.runner.outputs import is_done
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Named ranking scores (weights over complexes-table columns); `analysis.ranking_score`
+#: takes one of these names or its own {column: weight} mapping.
+NAMED_RANKING_SCORES = {
+    "ipsae_iptm": {"ipsae": 0.5, "iptm": 0.5},
+    "iptm_ptm": {"iptm": 0.8, "ptm": 0.2},
+    "iptm": {"iptm": 1.0},
+    "ipsae": {"ipsae": 1.0},
+    "confidence_score": {"confidence_score": 1.0},
+}
+#: Complex-level columns a ranking score or a `confident` threshold may use.
+RANKABLE = ("iptm", "ptm", "confidence_score", "complex_plddt", "complex_iplddt", "mean_plddt",
+            "ipsae", "ipsae_d0chn", "ipsae_d0dom", "pdockq", "pdockq2", "lis", "lia",
+            "interchain_contacts", "heavy_atom_contacts")
 
 
-def ranking_score(name: str, iptm: float, ptm: float, confidence_score: float) -> float:
-    """iptm_ptm = 0.8 ipTM + 0.2 pTM (AlphaFold-Multimer model confidence, Evans et al. 2021)."""
-    if name == "iptm_ptm":
-        return 0.8 * iptm + 0.2 * ptm
-    if name == "iptm":
-        return iptm
-    if name == "confidence_score":
-        return confidence_score
-    raise ValueError(f"unknown ranking score {name!r}")
+def ranking_weights(spec) -> dict[str, float]:
+    """{column: weight} from a score name or a mapping (columns checked against RANKABLE)."""
+    weights = NAMED_RANKING_SCORES.get(spec) if isinstance(spec, str) else dict(spec)
+    if weights is None:
+        raise ConfigError(f"analysis.ranking_score: unknown score {spec!r} "
+                          f"(named scores: {', '.join(NAMED_RANKING_SCORES)}, or a mapping)")
+    unknown = sorted(set(weights) - set(RANKABLE))
+    if unknown or not weights:
+        raise ConfigError(f"analysis.ranking_score: unknown column(s) {unknown} (use {', '.join(RANKABLE)})")
+    return weights
 
 
-def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[dict], list[dict]]:
-    """Rows of the complexes and chain_pairs tables for one finished complex."""
+def ranking_score(row: dict, weights: dict[str, float]) -> float:
+    """Weighted sum of the row's columns; a missing value (NaN, e.g. no chain pair) counts 0."""
+    total = 0.0
+    for column, weight in weights.items():
+        value = row.get(column)
+        total += weight * (0.0 if value is None or value != value else float(value))
+    return total
+
+
+def score_settings(analysis: dict) -> ScoreSettings:
+    return ScoreSettings(
+        pae_cutoff=analysis["pae_cutoff"], contact_cutoff=analysis["contact_cutoff"],
+        heavy_contact_cutoff=analysis["heavy_atom_contact_cutoff"],
+        clash_cutoff=analysis["clash_cutoff"],
+    )
+
+
+def _pair_summary(pairs: pd.DataFrame) -> dict:
+    """Complex-level interface values: the best chain pair's scores, summed counts."""
+    if pairs.empty:
+        return {name: np.nan for name in ("ipsae", "ipsae_d0chn", "ipsae_d0dom", "pdockq", "pdockq2",
+                                          "lis", "lia", "interface_plddt")} | {
+            "interchain_contacts": 0, "heavy_atom_contacts": 0, "clashes": 0}
+    best = {name: float(pairs[name].max()) for name in
+            ("ipsae", "ipsae_d0chn", "ipsae_d0dom", "pdockq", "pdockq2", "lis", "lia")}
+    best["interface_plddt"] = float(pairs.loc[pairs["ipsae"].idxmax(), "interface_plddt"])
+    return best | {
+        "interchain_contacts": int(pairs["contacts"].sum()),
+        "heavy_atom_contacts": int(pairs["heavy_atom_contacts"].sum()),
+        "clashes": int(pairs["clashes"].sum()),
+    }
+
+
+def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rows of the complexes, chain_pairs and interface_residues tables for one finished complex."""
     manifest = json.loads((directory / "done.json").read_text())
     chains = manifest["chains"]
     protein_of = {c["chain"]: c["protein_id"] for c in chains}
-    complexes, pairs = [], []
+    weights = ranking_weights(analysis["ranking_score"])
+    settings = score_settings(analysis)
+    untrained = bool(manifest["untrained"])
+    complexes, pairs, residues = [], [], []
     for sample in range(manifest["samples"]):
         confidence = json.loads((directory / f"confidence_model_{sample}.json").read_text())
         model_path = directory / f"model_{sample}.cif"
-        contacts = structure_contacts(model_path, analysis["contact_cutoff"])
-        plddt = np.load(directory / f"plddt_model_{sample}.npz")["plddt"]
-        score = ranking_score(
-            analysis["ranking_score"], confidence["iptm"], confidence["ptm"],
-            confidence["confidence_score"],
-        )
-        complexes.append({
+        pae_path, plddt_path = directory / f"pae_model_{sample}.npz", directory / f"plddt_model_{sample}.npz"
+        plddt = np.load(plddt_path)["plddt"]
+        report = score_prediction(model_path, pae_path, plddt, confidence["pair_chains_iptm"], settings)
+        row = {
             "complex_id": manifest["complex_id"],
             "chains": manifest["spec"],
             "batch_id": batch_id,
             "sample": sample,
             "proteins": sorted(set(protein_of.values())),
             "num_chains": len(chains),
+            "chain_lengths": ",".join(str(c["end"] - c["start"] + 1) for c in chains),
             "tokens": manifest["tokens"],
             "iptm": confidence["iptm"],
             "ptm": confidence["ptm"],
@@ -60,44 +112,41 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
             "complex_iplddt": confidence["complex_iplddt"],
             "confidence_score": confidence["confidence_score"],
             "mean_plddt": float(plddt.mean()),
-            "ranking_score": score,
-            "interchain_contacts": int(sum(c.contacts for c in contacts)),
+        } | _pair_summary(report.pairs)
+        row |= {
+            "ranking_score": ranking_score(row, weights),
             "best_sample": False,
-            "untrained": bool(manifest["untrained"]),
+            "untrained": untrained,
             "model_path": str(model_path),
-            "pae_path": str(directory / f"pae_model_{sample}.npz"),
-            "plddt_path": str(directory / f"plddt_model_{sample}.npz"),
-        })
-        pair_iptm = confidence["pair_chains_iptm"]
-        for c in contacts:
-            pairs.append({
-                "complex_id": manifest["complex_id"],
-                "sample": sample,
-                "chain_a": c.chain_a,
-                "chain_b": c.chain_b,
-                "protein_a": protein_of.get(c.chain_a, ""),
-                "protein_b": protein_of.get(c.chain_b, ""),
-                "iptm_ab": pair_iptm[c.chain_a][c.chain_b],
-                "iptm_ba": pair_iptm[c.chain_b][c.chain_a],
-                "contacts": c.contacts,
-                "interface_residues_a": len(c.interface_a),
-                "interface_residues_b": len(c.interface_b),
-                "untrained": bool(manifest["untrained"]),
-            })
+            "pae_path": str(pae_path),
+            "plddt_path": str(plddt_path),
+        }
+        complexes.append(row)
+        ids = {"complex_id": manifest["complex_id"], "sample": sample}
+        for pair in report.pairs.to_dict("records"):
+            pairs.append(ids | {"protein_a": protein_of.get(pair["chain_a"], ""),
+                                "protein_b": protein_of.get(pair["chain_b"], "")}
+                         | pair | {"best_sample": False, "untrained": untrained})
+        for residue in report.residues.to_dict("records"):
+            residues.append(ids | {"protein": protein_of.get(residue["chain"], "")} | residue
+                            | {"best_sample": False})
     best = int(np.argmax([row["ranking_score"] for row in complexes]))
     complexes[best]["best_sample"] = True
-    return complexes, pairs
+    for row in pairs + residues:
+        row["best_sample"] = row["sample"] == best
+    return complexes, pairs, residues
 
 
 COMPLEX_COLUMNS = [
-    "complex_id", "chains", "batch_id", "sample", "proteins", "num_chains", "tokens", "iptm", "ptm",
-    "complex_plddt", "complex_iplddt", "confidence_score", "mean_plddt", "ranking_score",
-    "interchain_contacts", "best_sample", "untrained", "model_path", "pae_path", "plddt_path",
+    "complex_id", "chains", "batch_id", "sample", "proteins", "num_chains", "chain_lengths",
+    "tokens", "iptm", "ptm", "complex_plddt", "complex_iplddt", "confidence_score", "mean_plddt",
+    "ipsae", "ipsae_d0chn", "ipsae_d0dom", "pdockq", "pdockq2", "lis", "lia", "interface_plddt",
+    "interchain_contacts", "heavy_atom_contacts", "clashes", "ranking_score", "best_sample",
+    "untrained", "model_path", "pae_path", "plddt_path",
 ]
-PAIR_COLUMNS = [
-    "complex_id", "sample", "chain_a", "chain_b", "protein_a", "protein_b", "iptm_ab", "iptm_ba",
-    "contacts", "interface_residues_a", "interface_residues_b", "untrained",
-]
+PAIR_COLUMNS = (["complex_id", "sample", "protein_a", "protein_b"] + METRIC_PAIR_COLUMNS
+                + ["best_sample", "untrained"])
+INTERFACE_COLUMNS = ["complex_id", "sample", "protein"] + RESIDUE_COLUMNS + ["best_sample"]
 FAILURE_COLUMNS = ["complex_id", "batch_id", "status", "error"]
 
 
@@ -107,13 +156,14 @@ def batch_tables(
     """complexes / chain_pairs / failures rows for one batch, from its status table."""
     status = pd.read_parquet(status_path)
     predictions_dir = Path(predictions_dir)
-    complexes, pairs, failures = [], [], []
+    complexes, pairs, residues, failures = [], [], [], []
     for row in status.itertuples():
         directory = predictions_dir / row.complex_id
         if row.status in ("ok", "already_done") and is_done(directory):
-            c_rows, p_rows = complex_rows(directory, row.batch_id, analysis)
+            c_rows, p_rows, r_rows = complex_rows(directory, row.batch_id, analysis)
             complexes += c_rows
             pairs += p_rows
+            residues += r_rows
         else:
             error = row.error or "prediction files missing or incomplete"
             failures.append({"complex_id": row.complex_id, "batch_id": row.batch_id,
@@ -122,6 +172,7 @@ def batch_tables(
     return {
         "complexes": pd.DataFrame(complexes, columns=COMPLEX_COLUMNS),
         "chain_pairs": pd.DataFrame(pairs, columns=PAIR_COLUMNS),
+        "interface_residues": pd.DataFrame(residues, columns=INTERFACE_COLUMNS),
         "failures": pd.DataFrame(failures, columns=FAILURE_COLUMNS),
     }
 
@@ -151,7 +202,26 @@ def annotate_known(complexes: pd.DataFrame, known: set[frozenset]) -> pd.DataFra
     return complexes
 
 
-def ranked_table(complexes: pd.DataFrame, confident_iptm: float) -> pd.DataFrame:
+def confident_mask(frame: pd.DataFrame, thresholds: dict[str, float]) -> pd.Series:
+    """True where every configured metric reaches its threshold (NaN never does)."""
+    unknown = sorted(set(thresholds) - set(RANKABLE))
+    if unknown:
+        raise ConfigError(f"analysis.confident: unknown column(s) {unknown} (use {', '.join(RANKABLE)})")
+    mask = pd.Series(True, index=frame.index)
+    for column, minimum in thresholds.items():
+        mask &= frame[column].astype(float) >= minimum
+    return mask
+
+
+RANKED_COLUMNS = [
+    "rank", "complex_id", "chains", "proteins", "ranking_score", "iptm", "ptm", "ipsae", "pdockq",
+    "pdockq2", "lis", "complex_plddt", "interface_plddt", "interchain_contacts", "clashes",
+    "confident", "known", "novel", "untrained", "chain_lengths", "model_path", "pae_path",
+    "plddt_path",
+]
+
+
+def ranked_table(complexes: pd.DataFrame, confident: dict[str, float]) -> pd.DataFrame:
     """Best sample of each complex, highest ranking_score first, with a 1-based rank."""
     # .loc with an explicit bool mask: on an empty (object-typed) table plain [] would pick
     # columns, not rows
@@ -160,10 +230,7 @@ def ranked_table(complexes: pd.DataFrame, confident_iptm: float) -> pd.DataFrame
     )
     best = best.assign(
         rank=np.arange(1, len(best) + 1),
-        confident=best["iptm"] >= confident_iptm,
+        confident=confident_mask(best, confident),
         proteins=best["proteins"].map(lambda p: ";".join(p)),
     )
-    columns = ["rank", "complex_id", "chains", "proteins", "ranking_score", "iptm", "ptm",
-               "complex_plddt", "interchain_contacts", "confident", "known", "novel",
-               "untrained", "model_path"]
-    return best[columns].reset_index(drop=True)
+    return best[RANKED_COLUMNS].reset_index(drop=True)

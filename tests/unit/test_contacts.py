@@ -6,9 +6,20 @@ import pytest
 from Bio.PDB import PDBParser
 from Bio.PDB.Polypeptide import is_aa
 
-from foldcp.metrics.contacts import representative_atoms, structure_contacts
+from foldcp.metrics.residues import read_residues
+from foldcp.metrics.score import ScoreSettings, score_residues
 
 STRUCTURE = "tests/data/2oob.pdb"
+
+
+def contacts_of(path, cutoff):
+    """(chain_a, chain_b, contacts, interface positions of a, of b) from foldcp's report."""
+    residues = read_residues(path)
+    n = len(residues)
+    report = score_residues(residues, np.full((n, n), 5.0), settings=ScoreSettings(contact_cutoff=cutoff))
+    (pair,) = report.pairs.to_dict("records")
+    iface = report.residues.groupby("chain")["residue_index"].apply(set).to_dict()
+    return pair, iface.get("A", set()), iface.get("B", set())
 
 
 def independent_contacts(path, cutoff):
@@ -32,20 +43,21 @@ def independent_contacts(path, cutoff):
 @pytest.mark.parametrize("cutoff", [5.0, 8.0, 12.0])
 def test_contacts_match_independent_calculation(cutoff):
     n_a, n_b, count, iface_a, iface_b = independent_contacts(STRUCTURE, cutoff)
-    (pair,) = structure_contacts(STRUCTURE, cutoff)
-    assert (pair.chain_a, pair.chain_b) == ("A", "B")
-    assert pair.contacts == count
-    assert set(pair.interface_a) == iface_a and set(pair.interface_b) == iface_b
-    assert count > 0
+    pair, ours_a, ours_b = contacts_of(STRUCTURE, cutoff)
+    assert (pair["chain_a"], pair["chain_b"]) == ("A", "B")
+    assert (pair["residues_a"], pair["residues_b"]) == (n_a, n_b)
+    assert pair["contacts"] == count
+    assert ours_a == iface_a and ours_b == iface_b
+    assert pair["interface_residues_a"] == len(iface_a) and count > 0
 
 
 def test_representative_atoms_skip_water_and_count_modelled_residues():
-    chains = representative_atoms(STRUCTURE)
-    assert set(chains) == {"A", "B"}
+    residues = read_residues(STRUCTURE)
+    assert residues.chains() == ["A", "B"]
     # 2OOB models 44 UBA residues (chain A) and 72 ubiquitin residues (chain B)
-    assert len(chains["A"]) == 44 and len(chains["B"]) == 72
+    assert (residues.chain == "A").sum() == 44 and (residues.chain == "B").sum() == 72
 
 
 def test_contacts_grow_with_cutoff():
-    counts = [structure_contacts(STRUCTURE, c)[0].contacts for c in (4.0, 8.0, 16.0)]
+    counts = [contacts_of(STRUCTURE, c)[0]["contacts"] for c in (4.0, 8.0, 16.0)]
     assert counts[0] < counts[1] < counts[2]

@@ -131,7 +131,8 @@ def test_result_tables_from_predictions(screen):
     for row in complexes.itertuples():
         confidence = json.loads((root / "pred" / row.complex_id / f"confidence_model_{row.sample}.json").read_text())
         assert row.iptm == confidence["iptm"]
-        assert row.ranking_score == pytest.approx(0.8 * confidence["iptm"] + 0.2 * confidence["ptm"])
+        assert row.ranking_score == pytest.approx(0.5 * confidence["iptm"] + 0.5 * row.ipsae)
+        assert 0.0 <= row.ipsae <= 1.0 and 0.0 <= row.pdockq2 <= 1.32
     best = complexes[complexes["best_sample"]]
     for row in best.itertuples():
         same = complexes[complexes["complex_id"] == row.complex_id]
@@ -144,7 +145,15 @@ def test_result_tables_from_predictions(screen):
     merged = complexes.set_index(["complex_id", "sample"])["interchain_contacts"]
     assert (total.sort_index() == merged.sort_index()).all()
     complexes = complexes.assign(known=False, novel=True)
-    ranked = ranked_table(complexes, 0.6)
+    residues = tables["interface_residues"]
+    per_pair = residues.groupby(["complex_id", "sample", "chain"]).size()
+    for row in pairs.itertuples():
+        assert per_pair.get((row.complex_id, row.sample, row.chain_a), 0) == row.interface_residues_a
+    assert per_pair.sum() == (pairs["interface_residues_a"] + pairs["interface_residues_b"]).sum()
+    best_of = complexes.set_index(["complex_id", "sample"])["best_sample"]
+    for row in residues.itertuples():
+        assert row.best_sample == best_of[(row.complex_id, row.sample)]
+    ranked = ranked_table(complexes, {"iptm": 0.6})
     assert list(ranked["rank"]) == [1, 2, 3]
     assert ranked["ranking_score"].is_monotonic_decreasing
 

@@ -70,6 +70,13 @@ def test_screen_tables(finished):
     assert len(pairs) == 3 * 2
     hb = pairs[pairs["complex_id"] == "P68871__P69905"]
     assert set(hb["protein_a"]) | set(hb["protein_b"]) == {"P68871", "P69905"}
+    assert pairs[["ipsae", "pdockq", "pdockq2", "lis"]].notna().all().all()
+    best_pair = pairs.groupby(["complex_id", "sample"])["ipsae"].max()
+    assert best_pair.to_dict() == pytest.approx(complexes.set_index(["complex_id", "sample"])["ipsae"].to_dict())
+    residues = pd.read_parquet(results / "interface_residues.parquet")
+    assert len(residues) == (pairs["interface_residues_a"] + pairs["interface_residues_b"]).sum()
+    report = (results / "report.html").read_text()
+    assert "UNTRAINED" in report and report.count('class="plot hit"') == 3
 
     skipped = pd.read_parquet(results / "skipped.parquet")
     assert list(skipped["complex_id"]) == ["P00441x4"]

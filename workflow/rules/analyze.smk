@@ -6,6 +6,7 @@ rule analyze:
     output:
         complexes=f"{OUT}/metrics/{{batch}}.complexes.parquet",
         chain_pairs=f"{OUT}/metrics/{{batch}}.chain_pairs.parquet",
+        interface_residues=f"{OUT}/metrics/{{batch}}.interface_residues.parquet",
         failures=f"{OUT}/metrics/{{batch}}.failures.parquet",
     params:
         predictions=lambda wildcards, input: Path(input.status).parent.parent,
@@ -31,6 +32,7 @@ rule merge:
     output:
         complexes=f"{OUT}/complexes.parquet",
         chain_pairs=f"{OUT}/chain_pairs.parquet",
+        interface_residues=f"{OUT}/interface_residues.parquet",
         failures=f"{OUT}/failures.parquet",
         skipped=f"{OUT}/skipped.parquet",
         ranked=f"{OUT}/ranked.parquet",
@@ -47,3 +49,22 @@ rule merge:
     shell:
         "foldcp merge --config {input.config} --plan-dir {params.plan_dir} "
         "--metrics {params.metrics} --out {params.results} > {log} 2>&1"
+
+
+rule report:
+    input:
+        config=RESOLVED_CONFIG,
+        ranked=f"{OUT}/ranked.parquet",
+        complexes=f"{OUT}/complexes.parquet",
+        chain_pairs=f"{OUT}/chain_pairs.parquet",
+    output:
+        f"{OUT}/report.html",
+    params:
+        results=lambda wildcards, input: Path(input.ranked).parent,
+    log:
+        f"{OUT}/logs/report.log",
+    localrule: True
+    conda:
+        ENV
+    shell:
+        "foldcp report --config {input.config} --results {params.results} --out {output} > {log} 2>&1"
