@@ -57,7 +57,9 @@ class ChainTokens:
     length: int
 
 
-def complex_entities(manifest: dict, proteins: dict[str, Protein]) -> tuple[list[ExportEntity], list[ChainTokens]]:
+def complex_entities(
+    manifest: dict, proteins: dict[str, Protein]
+) -> tuple[list[ExportEntity], list[ChainTokens]]:
     """Entities (in ``entity`` index order) and chains (in token order) of one complex."""
     entities: dict[int, ExportEntity] = {}
     chains: list[ChainTokens] = []

@@ -18,7 +18,7 @@ place; nothing else in the folder is touched.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -101,7 +101,7 @@ def export_models(config: dict, results_dir: str | Path, export_dir: str | Path)
         raise ExportError(f"no merged result tables in {results_dir}: {exc}") from exc
     selected = select_models(ranked, complexes, settings)
     proteins = read_fasta(config["proteins"])
-    created = datetime.now(timezone.utc).replace(microsecond=0)
+    created = datetime.now(UTC).replace(microsecond=0)
     models_dir = export_dir / "models"
     rows, structures, manifests = [], [], {}
     for row in selected.itertuples(index=False):
@@ -110,7 +110,8 @@ def export_models(config: dict, results_dir: str | Path, export_dir: str | Path)
             try:
                 manifests[row.complex_id] = json.loads((directory / "done.json").read_text())
             except (OSError, ValueError) as exc:
-                raise ExportError(f"{row.complex_id}: cannot read {directory / 'done.json'}: {exc}") from exc
+                raise ExportError(
+                    f"{row.complex_id}: cannot read {directory / 'done.json'}: {exc}") from exc
         manifest = manifests[row.complex_id]
         entities, chains = complex_entities(manifest, proteins)
         boltz_version = manifest.get("boltz_version") or installed_boltz_version()

@@ -53,15 +53,15 @@ UNTRAINED_DETAILS = (
     "confidence scores carry no information about the real structure. "
 )
 DEFAULT_AUTHOR = "foldcp"  # when export.authors is empty: never the Boltz authors by default
-BOLTZ2_CITATION = dict(  # as the boltz 2.2.1 package README asks to cite it
-    pmid=None,
-    title="Boltz-2: Towards Accurate and Efficient Binding Affinity Prediction",
-    journal="bioRxiv", volume=None, page_range=None, year=2025,
-    authors=["Passaro, S.", "Corso, G.", "Wohlwend, J.", "Reveiz, M.", "Thaler, S.",
-             "Somnath, V.R.", "Getz, N.", "Portnoi, T.", "Roy, J.", "Stark, H.",
-             "Kwabi-Addo, D.", "Beaini, D.", "Jaakkola, T.", "Barzilay, R."],
-    doi="10.1101/2025.06.14.659707",
-)
+BOLTZ2_CITATION = {  # as the boltz 2.2.1 package README asks to cite it
+    "pmid": None,
+    "title": "Boltz-2: Towards Accurate and Efficient Binding Affinity Prediction",
+    "journal": "bioRxiv", "volume": None, "page_range": None, "year": 2025,
+    "authors": ["Passaro, S.", "Corso, G.", "Wohlwend, J.", "Reveiz, M.", "Thaler, S.",
+                "Somnath, V.R.", "Getz, N.", "Portnoi, T.", "Roy, J.", "Stark, H.",
+                "Kwabi-Addo, D.", "Beaini, D.", "Jaakkola, T.", "Barzilay, R."],
+    "doi": "10.1101/2025.06.14.659707",
+}
 
 
 class GlobalPLDDT(modelcif.qa_metric.Global, modelcif.qa_metric.PLDDT):
@@ -170,8 +170,8 @@ class _PAEQAMetricDumper(modelcif.dumper._QAMetricDumper):
 
 
 class _Variant(modelcif.dumper.ModelCIFVariant):
-    _dumpers = [(_PAEQAMetricDumper if d is modelcif.dumper._QAMetricDumper else d)
-                for d in modelcif.dumper.ModelCIFVariant._dumpers]
+    _dumpers = tuple(_PAEQAMetricDumper if d is modelcif.dumper._QAMetricDumper else d
+                     for d in modelcif.dumper.ModelCIFVariant._dumpers)
 
 
 def _protein_name(description: str) -> str:
@@ -394,7 +394,9 @@ def pae_zip_name(entry_id: str) -> str:
     return f"{entry_id}_pae.zip"
 
 
-def write_modelcif(inputs: ModelInputs, directory: str | Path, pae: bool = True) -> tuple[Path, Path | None]:
+def write_modelcif(
+    inputs: ModelInputs, directory: str | Path, pae: bool = True
+) -> tuple[Path, Path | None]:
     """Write ``{entry}.cif`` (and ``{entry}_pae.zip`` when `pae`) into `directory`, each
     atomically; return their paths. The archive is in place before the file naming it."""
     directory = Path(directory)
@@ -405,10 +407,10 @@ def write_modelcif(inputs: ModelInputs, directory: str | Path, pae: bool = True)
         pae_local = Path(scratch) / pae_name(inputs.entry_id) if pae else None
         system = build_system(inputs, pae_local)
         with atomic_path(cif_path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as handle:
+            with open(tmp, "w", encoding="utf-8") as handle:  # closed before the zip is made
                 modelcif.dumper.write(handle, [system], variant=_Variant)
             if zip_path is not None:
-                with atomic_path(zip_path) as zip_tmp:
-                    with zipfile.ZipFile(zip_tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                        archive.write(pae_local, arcname=pae_name(inputs.entry_id))
+                with atomic_path(zip_path) as zip_tmp, \
+                        zipfile.ZipFile(zip_tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                    archive.write(pae_local, arcname=pae_name(inputs.entry_id))
     return cif_path, zip_path
