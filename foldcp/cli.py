@@ -79,6 +79,16 @@ def cmd_merge(args) -> None:
           f"{len(tables['skipped'])} skipped -> {args.out}")
 
 
+def cmd_export(args) -> None:
+    from foldcp.export.exporter import export_models
+
+    config = _config(args.config)
+    results = Path(args.results or config["output_dir"])
+    out = Path(args.out) if args.out else results / "export"
+    index = export_models(config, results, out)
+    print(f"exported {len(index)} models -> {out}")
+
+
 def cmd_demo_checkpoint(args) -> None:
     from foldcp.model.checkpoint import resolve_checkpoint
 
@@ -121,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan-dir", required=True)
     p.add_argument("--metrics", required=True)
     p.add_argument("--out", required=True)
+    p = add("export", cmd_export,
+            "selected models as ModelCIF (+ PAE), index.parquet, Foldseek DB if available")
+    p.add_argument("--results", help="results folder with ranked/complexes.parquet "
+                                     "(default: the config's output_dir)")
+    p.add_argument("--out", help="export folder (default: RESULTS/export)")
     add("demo-checkpoint", cmd_demo_checkpoint, "build (once) and print the demo checkpoint path")
     return parser
 
