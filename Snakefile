@@ -13,10 +13,12 @@ include: "workflow/rules/plan.smk"
 include: "workflow/rules/msa.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/analyze.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
     input:
         f"{OUT}/ranked.tsv",
         f"{OUT}/report.html",
+        export_targets(),
     default_target: True

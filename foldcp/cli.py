@@ -104,6 +104,16 @@ def cmd_report(args) -> None:
     print(f"report -> {path}")
 
 
+def cmd_export(args) -> None:
+    from foldcp.export.exporter import export_models
+
+    config = _config(args.config)
+    results = Path(args.results or config["output_dir"])
+    out = Path(args.out) if args.out else results / "export"
+    index = export_models(config, results, out)
+    print(f"exported {len(index)} models -> {out}")
+
+
 def cmd_demo_checkpoint(args) -> None:
     from foldcp.model.checkpoint import resolve_checkpoint
 
@@ -150,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="folder with the merged tables")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.add_argument("--top", type=int, help="hits shown in detail (default: report.top_n)")
+    p = add("export", cmd_export,
+            "selected models as ModelCIF (+ PAE), index.parquet, Foldseek DB if available")
+    p.add_argument("--results", help="results folder with ranked/complexes.parquet "
+                                     "(default: the config's output_dir)")
+    p.add_argument("--out", help="export folder (default: RESULTS/export)")
     add("demo-checkpoint", cmd_demo_checkpoint, "build (once) and print the demo checkpoint path")
     p = sub.add_parser("score", help="interface metrics of any AlphaFold-style prediction")
     p.set_defaults(func=cmd_score)

@@ -24,3 +24,7 @@ class ConfigError(FoldcpError):
 
 class CheckpointError(FoldcpError):
     """The model checkpoint could not be found, fetched or loaded."""
+
+
+class ExportError(FoldcpError):
+    """A prediction that cannot be exported as it stands (missing or inconsistent files)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 import traceback
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,7 @@ class BatchPredictor:
             "device": str(self.device),
             "grid": f"{self.grid.rows}x{self.grid.cols}" if self.grid else "1x1",
             "foldcp_version": __version__,
+            "boltz_version": metadata.version("boltz"),
             "runtime_s": round(time.time() - started, 3),
             "files": files,
         }

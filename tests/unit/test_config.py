@@ -13,6 +13,9 @@ def test_defaults_filled():
     assert config["plan"]["grids"] == [1, 2, 4, 8, 16]
     assert config["plan"]["memory_model"]["pair_gib_per_ktoken2"] == pytest.approx(8.13)
     assert config["model"]["checkpoint"] == "auto"
+    assert config["export"] == {"enabled": True, "samples": "best", "top_n": None,
+                                "confident_only": False, "pae": True, "foldseek": True,
+                                "authors": []}
 
 
 @pytest.mark.parametrize(
@@ -25,6 +28,9 @@ def test_defaults_filled():
         ({"plan": {"grids": [2, 1]}}, "plan.grids"),
         ({"candidates": {"mode": "pairs"}}, "candidates.pairs"),
         ({"bogus": 1}, "(top level)"),
+        ({"export": {"top_n": 0}}, "export.top_n"),
+        ({"export": {"samples": "top"}}, "export.samples"),
+        ({"export": {"authors": "Doe, J."}}, "export.authors"),
     ],
 )
 def test_errors_name_the_key(change, key):

@@ -53,6 +53,7 @@ def test_batch_writes_complete_outputs_and_resumes(screen):
     directory = root / "pred" / "P11540__pepA"
     manifest = json.loads((directory / "done.json").read_text())
     assert manifest["untrained"] is True and manifest["tokens"] == 90 + 9
+    assert manifest["boltz_version"] == "2.2.1" and len(manifest["checkpoint"]["sha256"]) == 64
     assert [c["protein_id"] for c in manifest["chains"]] == ["P11540", "pepA"]
     for sample in (0, 1):
         confidence = json.loads((directory / f"confidence_model_{sample}.json").read_text())

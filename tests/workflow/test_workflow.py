@@ -90,6 +90,22 @@ def test_screen_tables(finished):
     assert ranked.set_index("complex_id")["ranking_score"].to_dict() == pytest.approx(best.to_dict())
 
 
+def test_export_of_the_screen(finished):
+    """rule all runs the export: the best sample of each ranked complex as ModelCIF."""
+    export = finished / "results" / "export"
+    index = pd.read_parquet(export / "index.parquet")
+    ranked = pd.read_parquet(finished / "results" / "ranked.parquet")
+    assert list(index["complex_id"]) == list(ranked["complex_id"])
+    assert index["untrained"].all() and index["best_sample"].all()
+    for row in index.itertuples():
+        text = (export / row.model_path).read_text()
+        assert "UNTRAINED DEMO MODEL" in text and row.entry_id in text
+        assert (export / row.pae_path).is_file()
+    log = (finished / "results" / "logs" / "export.log").read_text()
+    assert f"exported {len(index)} models" in log
+    assert "Foldseek database" in log  # built, or skipped with a message
+
+
 def test_rerun_has_nothing_to_do(finished):
     result = snakemake(finished, "-n")
     assert result.returncode == 0

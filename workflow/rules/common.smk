@@ -53,3 +53,8 @@ def batch_msas(wildcards):
 def batch_grid(wildcards):
     """GPUs (ranks) of a batch: batch IDs are g{grid}-{index}."""
     return int(wildcards.batch.split("-")[0][1:])
+
+
+def export_targets():
+    """The export's index when export.enabled (rule all asks for it), else nothing."""
+    return [f"{OUT}/export/index.parquet"] if config["export"]["enabled"] else []
