@@ -53,7 +53,8 @@ def selection_text(row, settings: dict, analysis: dict, complexes_ranked: int) -
     which = "its best sample" if row.best_sample else f"sample {row.sample} (not its best sample)"
     limits = []
     if settings["confident_only"]:
-        limits.append(f"confident complexes only (ipTM >= {analysis['confident_iptm']})")
+        thresholds = ", ".join(f"{k} >= {v}" for k, v in analysis["confident"].items())
+        limits.append(f"confident complexes only ({thresholds})")
     if settings["top_n"] is not None:
         limits.append(f"the top {settings['top_n']} complexes")
     return (

@@ -6,8 +6,8 @@ Reads only these columns, so new analysis columns never break it:
                      model_path, pae_path, plddt_path (one row per complex x sample)
 
 Selection, in this order:
-1. ``confident_only``: keep complexes whose ``confident`` is true (best sample's ipTM at or
-   above ``analysis.confident_iptm``);
+1. ``confident_only``: keep complexes whose ``confident`` is true (the best sample
+   meeting every ``analysis.confident`` threshold);
 2. ``top_n``: keep the N best-ranked of those (null: all);
 3. ``samples``: ``best`` exports each kept complex's best sample, ``all`` every sample.
 
