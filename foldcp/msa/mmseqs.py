@@ -26,6 +26,7 @@ searches environmental databases; a plain FASTA database has neither.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -164,3 +165,5 @@ def search(
         return parse_a3m(msa.to_a3m(), f"mmseqs search of {protein_id}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()  # the scratch parent, once no other search uses it
