@@ -2,18 +2,22 @@
 
 For every chain entity of the complex foldcp writes one Boltz-style CSV (``key,sequence``)
 and names it as that entity's ``msa`` in the Boltz schema, as `boltz predict` does with its
-own CSVs:
+own CSVs (what Boltz then does with the keys: `foldcp.msa.boltz_csv`):
 
 1. The protein's MSA is cut to the chain's residue range (if it has one); rows left with
    no residue, and rows repeating an earlier row's residues, are dropped (Boltz would drop
    the repeats too; dropping them first keeps the depth and pairing counts exact).
 2. Heteromers (two or more distinct chain sequences) are paired by species
-   (`foldcp.msa.pairing.pair_rows`): paired row j gets key j (1, 2, ...) in every chain
-   that takes part in it; every other row, the query included, gets -1. Boltz therefore
-   places exactly these rows side by side and nothing else. A homomer's copies share one
-   file with every key -1: Boltz then lines up row i of every copy.
+   (`foldcp.msa.pairing.pair_rows`; the query's own species comes from ``OX=``/``TaxID=`` in
+   its FASTA header, else from a hit identical to the whole query): paired row j gets key j
+   (1, 2, ...) in every chain that takes part in it; every other row, the query included,
+   gets -1. So the rows Boltz puts side by side as paired are exactly these. A homomer's
+   copies share one file with every key -1: Boltz then lines up row i of every copy.
 3. Depth caps: at most ``msa.max_paired`` paired rows, and at most ``msa.max_seqs`` rows per
-   chain in all (query, paired rows, then unpaired rows in the protein MSA's order).
+   chain in all (query, paired rows, then unpaired rows in the protein MSA's order). Boltz
+   2.2.1 lists the paired rows once more among the unpaired ones, so the model's MSA has
+   up to ``max_seqs`` + P rows for P paired rows, cut at 16384 by its featurizer (with the
+   default 8192 nothing is cut).
 
 Entities with the same sequence share one file (Boltz requires it).
 """
