@@ -36,6 +36,8 @@ def cmd_msa(args) -> None:
     from foldcp.msa import write_msa
 
     config = _config(args.config)
+    if args.threads:
+        config["msa"]["mmseqs"]["threads"] = args.threads
     record = write_msa(config, args.protein, args.out, args.record, args.mmseqs_db)
     print(f"{args.protein}: {record['depth']} sequences ({record['mode']}"
           f"{', single-sequence fallback: ' + record['reason'] if record['fallback'] else ''}"
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="MSA file to write (.a3m)")
     p.add_argument("--record", help="its record (JSON); default: --out with .json")
     p.add_argument("--mmseqs-db", help="MMseqs2 database to search (default: from the config)")
+    p.add_argument("--threads", type=int, help="override msa.mmseqs.threads")
     p = add("msa-db", cmd_msa_db, "build the MMseqs2 database of a FASTA msa.mmseqs.database")
     p.add_argument("--out", help="database prefix (default: {output_dir}/msa/db/target)")
     p = add("predict", cmd_predict, "fold one plan batch")

@@ -23,7 +23,8 @@ rule msa:
         ENV
     shell:
         "foldcp msa --config {input.config} --protein {wildcards.protein} "
-        "--out {output.a3m} --record {output.record} {params.database} > {log} 2>&1"
+        "--out {output.a3m} --record {output.record} --threads {threads} {params.database} "
+        "> {log} 2>&1"
 
 
 if config["msa"]["mode"] == "mmseqs" and MMSEQS_BUILDS_DB:
