@@ -36,7 +36,25 @@ def cmd_msa(args) -> None:
     from foldcp.msa import write_msa
 
     config = _config(args.config)
-    write_msa(config, args.protein, args.out)
+    if args.threads:
+        config["msa"]["mmseqs"]["threads"] = args.threads
+    record = write_msa(config, args.protein, args.out, args.record, args.mmseqs_db)
+    print(f"{args.protein}: {record['depth']} sequences ({record['mode']}"
+          f"{', single-sequence fallback: ' + record['reason'] if record['fallback'] else ''}"
+          f"{', cached' if record['cached'] else ''}) -> {args.out}")
+
+
+def cmd_msa_db(args) -> None:
+    from foldcp.msa import mmseqs
+
+    config = _config(args.config)
+    settings = config["msa"]["mmseqs"]
+    if not settings["database"] or not mmseqs.is_fasta(settings["database"]):
+        raise mmseqs.MmseqsError("msa.mmseqs.database is not a FASTA file: nothing to build")
+    mmseqs.check_database(settings["database"])
+    out = args.out or mmseqs.target_database(config)
+    mmseqs.create_database(mmseqs.find_binary(settings["binary"]), settings["database"], out)
+    print(f"MMseqs2 database of {settings['database']} -> {out}")
 
 
 def cmd_predict(args) -> None:
@@ -45,7 +63,7 @@ def cmd_predict(args) -> None:
     config = _config(args.config)
     if args.checkpoint:
         config["model"]["checkpoint"] = args.checkpoint
-    table = run_batch(config, args.plan, args.batch, args.out)
+    table = run_batch(config, args.plan, args.batch, args.out, args.msa_dir)
     counts = table["status"].value_counts().to_dict()
     print(f"batch {args.batch}: {counts}")
 
@@ -135,12 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="plan folder")
     p = add("msa", cmd_msa, "write the MSA of one protein")
     p.add_argument("--protein", required=True)
-    p.add_argument("--out", required=True, help="MSA file to write")
+    p.add_argument("--out", required=True, help="MSA file to write (.a3m)")
+    p.add_argument("--record", help="its record (JSON); default: --out with .json")
+    p.add_argument("--mmseqs-db", help="MMseqs2 database to search (default: from the config)")
+    p.add_argument("--threads", type=int, help="override msa.mmseqs.threads")
+    p = add("msa-db", cmd_msa_db, "build the MMseqs2 database of a FASTA msa.mmseqs.database")
+    p.add_argument("--out", help="database prefix (default: {output_dir}/msa/db/target)")
     p = add("predict", cmd_predict, "fold one plan batch")
     p.add_argument("--plan", required=True, help="plan.parquet")
     p.add_argument("--batch", required=True, help="batch_id")
     p.add_argument("--out", required=True, help="predictions folder")
     p.add_argument("--checkpoint", help="override model.checkpoint (auto | demo | PATH)")
+    p.add_argument("--msa-dir", help="per-protein MSAs (default: {output_dir}/msa)")
     p = add("record-failure", cmd_record_failure,
             "status table for a batch whose (multi-rank) run failed")
     p.add_argument("--plan", required=True)

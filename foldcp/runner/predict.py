@@ -78,8 +78,15 @@ def check_same_features(features: dict, device) -> None:
 class BatchPredictor:
     """Holds the loaded model and folds complexes one at a time (on one device or a grid)."""
 
-    def __init__(self, config: dict, grid_size: int = 1) -> None:
+    def __init__(self, config: dict, grid_size: int = 1, msa_dir: str | Path | None = None) -> None:
         self.settings = config["model"]
+        self.msa_settings = config["msa"]
+        self.msa_store = None
+        if self.msa_settings["mode"] != "none":
+            from foldcp.msa.assemble import MsaStore
+
+            self.msa_store = MsaStore(msa_dir or Path(config["output_dir"]) / "msa",
+                                      read_fasta(config["proteins"]))
         self.grid = None
         if grid_size > 1:
             from foldcp.distributed.grid import factor_grid
@@ -137,7 +144,8 @@ class BatchPredictor:
         started = time.time()
         # Seed before featurizing too: parts of Boltz's pipeline draw from global RNGs.
         seed_everything(self.settings["seed"])
-        featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals)
+        featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals,
+                               self.msa_store, self.msa_settings)
         seed_everything(self.settings["seed"])
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
@@ -172,6 +180,8 @@ class BatchPredictor:
             "spec": complex_.spec,
             "chains": featurized.chains,
             "tokens": int(featurized.features["token_pad_mask"].sum()),
+            "msa": {"mode": self.msa_settings["mode"], "chains": featurized.msa,
+                    "rows": int(featurized.features["msa"].shape[1])},
             "samples": self.settings["diffusion_samples"],
             "untrained": untrained,
             "checkpoint": {"kind": self.checkpoint.kind, "path": str(self.checkpoint.path),
@@ -190,8 +200,12 @@ class BatchPredictor:
         return manifest
 
 
-def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path) -> pd.DataFrame:
-    """Fold the complexes of `batch_id`; write and return the batch status table."""
+def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path,
+              msa_dir: str | Path | None = None) -> pd.DataFrame:
+    """Fold the complexes of `batch_id`; write and return the batch status table.
+
+    MSAs are read from `msa_dir` (default ``{output_dir}/msa``) unless msa.mode is none.
+    """
     out_dir = Path(out_dir)
     plan = pd.read_parquet(plan_path)
     batch = plan[plan["batch_id"] == batch_id]
@@ -211,7 +225,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
         started = time.time()
         try:
             if predictor is None:
-                predictor = BatchPredictor(config, grid_size if distributed else 1)
+                predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir)
             predictor.fold(complex_, proteins, directory)
             rows.append(dict(complex_id=complex_.id, status="ok", error="",
                              runtime_s=round(time.time() - started, 3)))

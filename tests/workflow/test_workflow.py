@@ -1,5 +1,7 @@
 """The Snakemake workflow end to end on the demo proteins (demo model, tiny settings)."""
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +210,54 @@ def test_failed_grid_run_is_recorded_not_lost(tmp_path, foldcp_cache):
     assert "grid run of 4 ranks failed" in failures["error"].iloc[0]
     assert "missing.ckpt" in failures["error"].iloc[0]
     assert pd.read_parquet(root / "results" / "complexes.parquet").empty
+
+
+def test_mmseqs_msas_once_per_protein_and_paired(tmp_path, foldcp_cache):
+    """msa.mode mmseqs on the example proteome plus decoys of known species: one MSA job per
+    protein, a FASTA database built once, the heteromer folded with its paired MSA."""
+    if shutil.which("mmseqs") is None:
+        pytest.skip("the mmseqs binary (MMseqs2) is not installed: apt-get install mmseqs2")
+    sys.path.insert(0, str(REPO / "tests" / "unit"))
+    from msa_testdata import PROTEOME, decoy_sequences
+
+    root = make_workspace(tmp_path, known_interactions=None)
+    database = PROTEOME.read_text().rstrip("\n") + "\n"
+    database += "".join(f">{h}\n{s}\n" for h, s in decoy_sequences().values())
+    (root / "db.fasta").write_text(database)
+    (root / "pairs.tsv").write_text("chains\nP68431;P62805\nP68431:2\n")
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["msa"] = {"mode": "mmseqs", "cache_dir": str(tmp_path / "msa-cache"),
+                     "mmseqs": {"database": "db.fasta", "sensitivity": 7.5, "num_iterations": 1,
+                                "evalue": 1e-5}}
+    config["model"]["diffusion_samples"] = 1
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr
+    assert log.count("rule msa:") == 2 and log.count("rule msa_db:") == 1
+    msa = root / "results" / "msa"
+    records = {p: json.loads((msa / f"{p}.json").read_text()) for p in ("P68431", "P62805")}
+    assert all(r["mode"] == "mmseqs" and r["depth"] > 1 and not r["fallback"]
+               for r in records.values())
+    done = json.loads((root / "results" / "predictions" / "P62805__P68431" / "done.json").read_text())
+    assert [c["paired_rows"] for c in done["msa"]["chains"]] == [2, 2]  # mouse and rat
+    homodimer = json.loads((root / "results" / "predictions" / "P68431x2" / "done.json").read_text())
+    assert [c["paired_rows"] for c in homodimer["msa"]["chains"]] == [0, 0]
+    assert pd.read_parquet(root / "results" / "failures.parquet").empty
+    complexes = pd.read_parquet(root / "results" / "complexes.parquet").set_index("complex_id")
+    assert set(complexes["msa_mode"]) == {"mmseqs"} and not complexes["msa_fallback"].any()
+    assert complexes.loc["P62805__P68431", "msa_depth"].min() == min(r["rows"] for r in records.values()) > 1
+    again = snakemake(root, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_precomputed_msas_missing_stop_before_any_job(tmp_path):
+    root = make_workspace(tmp_path)
+    (root / "msas").mkdir()
+    (root / "msas" / "P69905.a3m").write_text(">P69905\nMVLS\n")
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["msa"] = {"mode": "precomputed", "precomputed": {"dir": "msas"}}
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(root, "-n")
+    assert result.returncode != 0
+    assert "has no MSA (ID.a3m, ID.a3m.gz or ID.csv) for 4 protein(s)" in result.stdout + result.stderr

@@ -12,6 +12,7 @@ rule predict:
     params:
         predictions=lambda wildcards, output: Path(output.status).parent.parent,
         grid=batch_grid,
+        msa_dir=f"{OUT}/msa",
     log:
         f"{OUT}/logs/predict/{{batch}}.log",
     threads: lambda wildcards: batch_grid(wildcards)
@@ -19,7 +20,7 @@ rule predict:
         ENV
     shell:
         "args='--config {input.config} --plan {input.plan} --batch {wildcards.batch} "
-        "--out {params.predictions}'; "
+        "--out {params.predictions} --msa-dir {params.msa_dir}'; "
         "if [ {params.grid} -gt 1 ]; then "
         "python -m torch.distributed.run --standalone --nproc-per-node {params.grid} "
         "-m foldcp.cli predict $args > {log} 2>&1 "
