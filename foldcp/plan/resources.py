@@ -9,8 +9,9 @@ memory in the failures table instead of asking again.
 Slurm resources for a grid of P GPUs (config `slurm`):
     gpu = P, tasks = P (one rank per GPU), nodes = ceil(P / gpus_per_node),
     cpus_per_gpu, mem_mb = mem_mb_per_gpu x GPUs on one node (Slurm's --mem is per node),
-    runtime (minutes) = base + per_1000_tokens_squared x sum over the batch of (N/1000)^2 / P,
-    rounded up and capped at max.
+    runtime (minutes) = base + per_1000_tokens_squared x sum over the batch of (N/1000)^2 / G,
+    rounded up and capped at max; G is the plan's grid, so a retry on more GPUs keeps the
+    time limit (a job that hit it is retried the same way, with more GPUs).
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ def runtime_minutes(tokens: list[int], grid: int, runtime: dict) -> int:
     return max(1, min(minutes, runtime["max"]))
 
 
-def slurm_resources(grid: int, tokens: list[int], slurm: dict) -> dict:
-    """Resources of a predict job on `grid` GPUs (names of snakemake-executor-plugin-slurm)."""
+def slurm_resources(grid: int, tokens: list[int], slurm: dict, plan_grid: int | None = None) -> dict:
+    """Resources of a predict job on `grid` GPUs (names of snakemake-executor-plugin-slurm)
+    for a batch planned on `plan_grid` (default: `grid`)."""
     per_node = slurm["gpus_per_node"]
     nodes = math.ceil(grid / per_node)
     return {
         "gpu": grid,
         "tasks": grid,
+        "tasks_per_gpu": 1,  # else the plugin turns `tasks` into --ntasks-per-gpu
         "nodes": nodes,
         "cpus_per_gpu": slurm["cpus_per_gpu"],
         "mem_mb": slurm["mem_mb_per_gpu"] * min(grid, per_node),
-        "runtime": runtime_minutes(tokens, grid, slurm["runtime_minutes"]),
+        "runtime": runtime_minutes(tokens, plan_grid or grid, slurm["runtime_minutes"]),
     }

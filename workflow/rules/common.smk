@@ -88,7 +88,8 @@ def predict_resource(key):
 
     def value(wildcards, attempt):
         grid = attempt_grid(wildcards, attempt)
-        return plan_resources.slurm_resources(grid, batch_tokens(wildcards), config["slurm"])[key]
+        return plan_resources.slurm_resources(
+            grid, batch_tokens(wildcards), config["slurm"], batch_grid(wildcards))[key]
 
     return value
 

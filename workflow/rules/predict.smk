@@ -34,7 +34,7 @@ rule predict:
         grid=attempt_grid,
         gpu=predict_resource("gpu"),
         tasks=predict_resource("tasks"),
-        tasks_per_gpu=1,
+        tasks_per_gpu=predict_resource("tasks_per_gpu"),
         nodes=predict_resource("nodes"),
         cpus_per_gpu=predict_resource("cpus_per_gpu"),
         mem_mb=predict_resource("mem_mb"),
