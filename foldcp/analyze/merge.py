@@ -78,6 +78,8 @@ def merge_tables(
     tables = {}
     for name, columns in (("complexes", COMPLEX_COLUMNS), ("failures", FAILURE_COLUMNS)):
         tables[name] = _concat([metrics_dir / f"{batch}.{name}.parquet" for batch in batches], columns)
+    tables["failures"] = add_missing(tables["failures"], tables["complexes"],
+                                     pd.read_parquet(Path(plan_dir) / "plan.parquet"), batches)
     tables["complexes"] = annotate_known(tables["complexes"], read_known_interactions(known_interactions))
     tables["skipped"] = pd.read_parquet(Path(plan_dir) / "skipped.parquet")
     ranked = ranked_table(tables["complexes"], analysis["confident"])
@@ -89,6 +91,22 @@ def merge_tables(
         tables[f"{name}_rows"] = stream_concat(paths, columns, results_dir / f"{name}.parquet")
     write_tsv(results_dir / "ranked.tsv", ranked.head(analysis["top_n"]))
     return tables
+
+
+def add_missing(failures: pd.DataFrame, complexes: pd.DataFrame, plan: pd.DataFrame,
+                batches: list[str]) -> pd.DataFrame:
+    """No planned complex goes silently missing: one that has neither results nor a failure
+    row (its batch's status table left it out) becomes a failure with status ``missing``."""
+    planned = plan[plan["batch_id"].isin(batches)]
+    seen = set(complexes["complex_id"]) | set(failures["complex_id"])
+    lost = planned[~planned["complex_id"].isin(seen)]
+    if lost.empty:
+        return failures
+    rows = pd.DataFrame({
+        "complex_id": lost["complex_id"], "batch_id": lost["batch_id"], "status": "missing",
+        "error": "no result and no failure recorded in its batch's status table"})
+    rows = rows[FAILURE_COLUMNS].reset_index(drop=True)
+    return rows if failures.empty else pd.concat([failures, rows], ignore_index=True)
 
 
 def write_batch_tables(tables: dict[str, pd.DataFrame], metrics_dir: str | Path, batch_id: str) -> None:

@@ -51,3 +51,17 @@ def test_no_rows_gives_an_empty_table_with_columns(tmp_path):
     out = tmp_path / "out.parquet"
     assert stream_concat([path], PAIR_COLUMNS, out) == 0
     assert list(pd.read_parquet(out).columns) == PAIR_COLUMNS
+
+
+def test_a_planned_complex_without_any_row_becomes_a_missing_failure():
+    from foldcp.analyze.merge import add_missing
+    from foldcp.analyze.tables import COMPLEX_COLUMNS, FAILURE_COLUMNS
+
+    plan = pd.DataFrame({"complex_id": ["a", "b", "c", "d"], "batch_id": ["g1-0", "g1-0", "g2-0", "g4-0"]})
+    complexes = pd.DataFrame([{**dict.fromkeys(COMPLEX_COLUMNS), "complex_id": "a"}])
+    failures = pd.DataFrame([{"complex_id": "b", "batch_id": "g1-0", "status": "failed", "error": "x"}],
+                            columns=FAILURE_COLUMNS)
+    merged = add_missing(failures, complexes, plan, ["g1-0", "g2-0"])
+    assert merged.set_index("complex_id")["status"].to_dict() == {"b": "failed", "c": "missing"}
+    assert list(merged.columns) == FAILURE_COLUMNS
+    assert add_missing(failures, complexes, plan, ["g1-0"]) is failures

@@ -7,6 +7,7 @@ from foldcp.config import validate_config
 from foldcp.inputs import load_candidates, read_fasta
 from foldcp.msa.mmseqs import check_database, is_fasta, target_database
 from foldcp.msa.precomputed import check_folder, find_msa_file
+from foldcp.plan import resources as plan_resources
 
 
 validate_config(config)
@@ -78,8 +79,71 @@ def batch_msas(wildcards):
 
 
 def batch_grid(wildcards):
-    """GPUs (ranks) of a batch: batch IDs are g{grid}-{index}."""
+    """GPUs (ranks) the plan gave a batch: batch IDs are g{grid}-{index}."""
     return int(wildcards.batch.split("-")[0][1:])
+
+
+GRIDS = config["plan"]["grids"]
+RETRY_OOM = config["plan"]["retry_out_of_memory"]
+PREDICT_RETRIES = plan_resources.retries(GRIDS, RETRY_OOM)
+
+
+def attempt_grid(wildcards, attempt):
+    """GPUs of this attempt: the plan's grid, then the next allowed ones after running out
+    of memory (foldcp/plan/resources.py)."""
+    return plan_resources.attempt_grid(batch_grid(wildcards), GRIDS, attempt, RETRY_OOM)
+
+
+def launcher():
+    """torchrun or srun for grid runs: config `launcher`, or with `auto` srun under the
+    Slurm executor (and inside its jobs), torchrun otherwise."""
+    if config["launcher"] != "auto":
+        return config["launcher"]
+    plugin = workflow.executor_plugin
+    return "srun" if plugin is not None and plugin.name.startswith("slurm") else "torchrun"
+
+
+def batch_tokens(wildcards):
+    """Tokens of a batch's complexes, read from the plan file itself: checkpoints.plan.get()
+    is not available where Slurm jobs evaluate their resources."""
+    plan = pd.read_parquet(f"{OUT}/plan/plan.parquet", columns=["batch_id", "tokens"])
+    return [int(n) for n in plan.loc[plan["batch_id"] == wildcards.batch, "tokens"]]
+
+
+def predict_resource(key):
+    """One Slurm resource of a predict job, for the grid of its attempt."""
+
+    def value(wildcards, attempt):
+        grid = attempt_grid(wildcards, attempt)
+        return plan_resources.slurm_resources(
+            grid, batch_tokens(wildcards), config["slurm"], batch_grid(wildcards))[key]
+
+    return value
+
+
+def predict_mpi(wildcards, attempt):
+    """`mpi` marks a job whose shell command starts its ranks itself (srun): the Slurm plugin
+    then runs the command in the job's batch step instead of under `srun -n1`."""
+    return "srun" if launcher() == "srun" and attempt_grid(wildcards, attempt) > 1 else None
+
+
+def grid_launch(wildcards):
+    """The command that starts `foldcp` as $grid ranks (a shell variable of the rule)."""
+    if launcher() == "srun":
+        cpus = config["slurm"]["cpus_per_gpu"]
+        return (f"env OMP_NUM_THREADS={cpus} srun --ntasks $grid --cpus-per-task {cpus} "
+                "--kill-on-bad-exit=1 foldcp")
+    return "python -m torch.distributed.run --standalone --nproc-per-node $grid -m foldcp.cli"
+
+
+def single_launch(wildcards, threads):
+    """The command that starts `foldcp` as one process (grid 1)."""
+    return f"env OMP_NUM_THREADS={config['slurm']['cpus_per_gpu'] if launcher() == 'srun' else threads} foldcp"
+
+
+def last_grid(wildcards):
+    """An out-of-memory complex on a grid below this one asks for a retry on the next grid."""
+    return max(GRIDS) if RETRY_OOM else 0
 
 
 def export_targets():
