@@ -77,18 +77,26 @@ class DistTriangleAttention(nn.Module):
         out = (out * gate).reshape(batch, rows, cols, heads * width)
         return mha.linear_o(out)
 
-    def _fused_blocks(self, q, k, v, mask, bias_rows, layout: Layout, chunk: int) -> torch.Tensor:
-        """Same result as _streamed_blocks, one fused kernel per (key block, row chunk)."""
-        m = self.serial
+    @staticmethod
+    def _key_blocks(k, v, mask, layout: Layout):
+        """(key slice, k, v, mask) of each key block of my rows, in ring order: the next
+        block's transfer is posted before the caller computes on the current one, and
+        waited for when the caller asks for the next."""
         grid, n = layout.grid, layout.n_padded
-        batch, rows, heads, cols, width = q.shape
-        merges = [LseMerge() for _ in range(0, rows, chunk)]
         ring = RingShift(grid.row_ranks, grid.rank)
         blocks = [k, v, mask]
         for step in range(grid.cols):
             pending = ring.post(blocks) if step + 1 < grid.cols else None
-            key_slice = slice(*grid.col_range(n, (grid.q + step) % grid.cols))
-            k_blk, v_blk, mask_blk = blocks
+            yield (slice(*grid.col_range(n, (grid.q + step) % grid.cols)), *blocks)
+            if pending is not None:
+                blocks = pending.wait()
+
+    def _fused_blocks(self, q, k, v, mask, bias_rows, layout: Layout, chunk: int) -> torch.Tensor:
+        """Same result as _streamed_blocks, one fused kernel per (key block, row chunk)."""
+        m = self.serial
+        batch, rows, heads, cols, width = q.shape
+        merges = [LseMerge() for _ in range(0, rows, chunk)]
+        for key_slice, k_blk, v_blk, mask_blk in self._key_blocks(k, v, mask, layout):
             keys = k_blk.shape[-2]
             tri_pad = (bias_rows[:, None, :, :, key_slice]
                        + layout.padding_bias(key_slice, q.device, bias_rows.dtype, m.inf))
@@ -101,29 +109,20 @@ class DistTriangleAttention(nn.Module):
                     k_blk[:, r0:r1].reshape(-1, heads, keys, width),
                     v_blk[:, r0:r1].reshape(-1, heads, keys, width), bias)
                 merge.add(out, lse)
-            if pending is not None:
-                blocks = pending.wait()
         out = torch.cat([merge.result().view(batch, -1, heads, cols, width) for merge in merges], dim=1)
         return out.transpose(2, 3).to(q.dtype)  # [B, I, J, H, d]
 
     def _streamed_blocks(self, q, k, v, mask, bias_rows, layout: Layout, chunk: int) -> torch.Tensor:
         """Exact streaming softmax with element-wise ops (the reference path)."""
         m = self.serial
-        grid, n = layout.grid, layout.n_padded
         batch, rows, heads, cols, _ = q.shape
-        ring = RingShift(grid.row_ranks, grid.rank)
         # Running statistics in at least float32: under bf16 autocast the block products are
         # bf16, but sums carried across blocks must not be.
         acc = torch.promote_types(q.dtype, torch.float32)
         run_max = torch.full((batch, rows, heads, cols), float("-inf"), dtype=acc, device=q.device)
         run_sum = torch.zeros_like(run_max)
         run_out = torch.zeros(q.shape, dtype=acc, device=q.device)
-        blocks = [k, v, mask]
-        for step in range(grid.cols):
-            pending = ring.post(blocks) if step + 1 < grid.cols else None
-            key_col = (grid.q + step) % grid.cols
-            key_slice = slice(*grid.col_range(n, key_col))
-            k_blk, v_blk, mask_blk = blocks
+        for key_slice, k_blk, v_blk, mask_blk in self._key_blocks(k, v, mask, layout):
             mask_bias = (m.inf * (mask_blk - 1))[:, :, None, None, :]  # [B, I, 1, 1, K]
             tri_bias = bias_rows[:, None, :, :, key_slice]  # [B, 1, H, J, K]
             pad_bias = layout.padding_bias(key_slice, q.device, q.dtype, m.inf)
@@ -135,8 +134,6 @@ class DistTriangleAttention(nn.Module):
                 scores += pad_bias
                 self._merge(scores, v_blk[:, r0:r1], run_max[:, r0:r1], run_sum[:, r0:r1],
                             run_out[:, r0:r1])
-            if pending is not None:
-                blocks = pending.wait()
         return (run_out / run_sum.unsqueeze(-1)).transpose(2, 3).to(q.dtype)  # [B, I, J, H, d]
 
     @staticmethod
