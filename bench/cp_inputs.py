@@ -25,12 +25,21 @@ def compact(features: dict) -> dict:
     for key, value in features.items():
         if key in DROP or not torch.is_tensor(value):
             continue
-        if key in ONE_HOT_ATOM_TOKEN:  # [1, a, b] one-hot rows (or all-zero rows)
+        if value.numel() > 1 and bool((value == value.flatten()[0]).all()):  # e.g. no bonds
+            out[key] = {"fill": value.flatten()[0].item(), "shape": list(value.shape),
+                        "dtype": str(value.dtype)}
+        elif key in ONE_HOT_ATOM_TOKEN:  # [1, a, b] one-hot rows (or all-zero rows)
             index = value.argmax(dim=-1)
             index[value.sum(dim=-1) == 0] = -1
             out[key] = {"onehot_index": index.int(), "width": value.shape[-1], "dtype": str(value.dtype)}
         elif key == "contact_conditioning":
             out[key] = {"onehot_index": value.argmax(dim=-1).to(torch.int8), "width": value.shape[-1],
+                        "dtype": str(value.dtype)}
+        elif value.dim() > 2 and value.shape[-1] > 1 and bool(((value == 0) | (value == 1)).all()) \
+                and bool((value.sum(dim=-1) <= 1).all()):  # one-hot rows (ref_element, names)
+            index = value.argmax(dim=-1)
+            index[value.sum(dim=-1) == 0] = -1
+            out[key] = {"onehot_index": index.to(torch.int16), "width": value.shape[-1],
                         "dtype": str(value.dtype)}
         elif value.is_floating_point() and bool(((value == 0) | (value == 1)).all()):
             out[key] = {"binary": value.bool(), "dtype": str(value.dtype)}
@@ -46,7 +55,10 @@ def expand(saved: dict, device) -> dict:
     """Inverse of `compact`, onto `device`."""
     out = {}
     for key, value in saved.items():
-        if isinstance(value, dict) and "binary" in value:
+        if isinstance(value, dict) and "fill" in value:
+            dtype = getattr(torch, value["dtype"].split(".")[-1])
+            out[key] = torch.full(value["shape"], value["fill"], dtype=dtype, device=device)
+        elif isinstance(value, dict) and "binary" in value:
             out[key] = value["binary"].to(getattr(torch, value["dtype"].split(".")[-1])).to(device)
         elif isinstance(value, dict):
             index = value["onehot_index"].long()

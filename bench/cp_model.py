@@ -76,6 +76,7 @@ def main() -> None:
             torch.cuda.synchronize(device)
 
     row = {"tokens": n, "grid": f"{grid.rows}x{grid.cols}", "recycling": args.recycling,
+           "commit": _commit(),
            "steps": args.steps, "samples": args.samples,
            "card": torch.cuda.get_device_name(device) if cuda else "cpu"}
     serial = None
@@ -101,10 +102,20 @@ def main() -> None:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     sync(); started = time.perf_counter()
-    with torch.inference_mode(), autocast:
-        torch.manual_seed(1)
-        out = DistBoltz2(model).predict(feats, layout, sampling_steps=args.steps, **run)
-    sync()
+    try:
+        with torch.inference_mode(), autocast:
+            torch.manual_seed(1)
+            out = DistBoltz2(model).predict(feats, layout, sampling_steps=args.steps, **run)
+        sync()
+    except torch.OutOfMemoryError as error:  # a capacity probe: record where it stopped
+        row.update(oom=True, cp_s=round(time.perf_counter() - started, 2),
+                   cp_peak_gib_per_gpu=round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
+                   error=str(error)[:300], where=_innermost_foldcp_frames(error))
+        print(json.dumps(row), flush=True)
+        if args.out:
+            with open(args.out, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        raise SystemExit(3)
     stats = torch.tensor([time.perf_counter() - started,
                           torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0], device=device)
     if grid.size > 1:
@@ -125,6 +136,17 @@ def main() -> None:
                 handle.write(json.dumps(row) + "\n")
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _commit() -> str:
+    marker = Path(".git-commit")
+    return marker.read_text().strip() if marker.exists() else "unknown"
+
+
+def _innermost_foldcp_frames(error: BaseException) -> list[str]:
+    import traceback
+    frames = traceback.extract_tb(error.__traceback__)
+    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames][-6:]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Attention over one key block with a fused GPU kernel, returning the log-sum-exp so key
 blocks that live on other ranks can be merged exactly.
 
+    k, v, bias = align_keys(k, v, bias)           # once per key block
     out_b, lse_b = block_attention(q, k, v, bias)
-    q: [G, H, L, d], k, v: [G, H, K, d], bias: [G, H, L, K] (additive, already scaled q)
+    q: [G, H, L, d], k, v: [G, H, K, d], bias: [G, H, L, K] (additive, already scaled q; may
+    be a stride-0 expansion of one [1, H, L, K] bias over G — the kernel reads it in place)
     out_b: [G, H, L, d] = softmax(q·kᵀ + bias) v over this block; lse_b: [G, H, L] float32
 
 Merging blocks a and b: lse = logaddexp(lse_a, lse_b),
@@ -20,12 +22,13 @@ float32/bfloat16/float16; elsewhere (CPU tests, float64) the caller keeps its pl
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 ALIGN = 16  # the kernel wants the bias's key stride aligned: keys padded to a multiple
 
 
-def fused_available(q: torch.Tensor) -> bool:
-    return (q.is_cuda and q.dtype in (torch.float32, torch.bfloat16, torch.float16)
+def fused_available(x: torch.Tensor) -> bool:
+    return (x.is_cuda and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
             and hasattr(torch.ops.aten, "_scaled_dot_product_efficient_attention"))
 
 
@@ -39,18 +42,24 @@ def efficient_attention_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tenso
 KERNEL = efficient_attention_kernel  # tests swap in a plain-PyTorch equivalent on CPU
 
 
+def align_keys(k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
+    """Pad the key dimension (k, v: dim -2; bias: dim -1) to a multiple of ALIGN.
+
+    The extra keys get -inf, below Boltz's finite "-inf" masks: a row whose real keys are all
+    masked must not see them either. Call before expanding a shared bias over rows."""
+    extra = -k.shape[-2] % ALIGN
+    if extra:
+        k = F.pad(k, (0, 0, 0, extra))
+        v = F.pad(v, (0, 0, 0, extra))
+        bias = F.pad(bias, (0, extra), value=float("-inf"))
+    return k, v, bias
+
+
 def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, log-sum-exp) of softmax(q·kᵀ + bias)·v for one key block (shapes above)."""
-    keys = k.shape[-2]
-    padded = -(-keys // ALIGN) * ALIGN
-    if padded != keys:  # extra keys that no query can attend to: -inf, below Boltz's finite
-        # "-inf" masks (a row whose real keys are all masked must not see them either)
-        extra = padded - keys
-        k = torch.nn.functional.pad(k, (0, 0, 0, extra))
-        v = torch.nn.functional.pad(v, (0, 0, 0, extra))
-        bias = torch.nn.functional.pad(bias, (0, extra), value=float("-inf"))
-    out, lse = KERNEL(q.contiguous(), k.contiguous(), v.contiguous(), bias.to(q.dtype).contiguous())
+    """(output, log-sum-exp) of softmax(q·kᵀ + bias)·v for one aligned key block."""
+    assert k.shape[-2] % ALIGN == 0 and bias.stride(-1) == 1, "align_keys first"
+    out, lse = KERNEL(q.contiguous(), k.contiguous(), v.contiguous(), bias.to(q.dtype))
     return out, lse[..., : q.shape[-2]].to(_accumulator(q.dtype))
 
 
@@ -60,20 +69,21 @@ def _accumulator(dtype: torch.dtype) -> torch.dtype:
 
 
 class LseMerge:
-    """Running exact softmax over key blocks: fold (out_b, lse_b) pairs, then `result()`."""
+    """Running exact softmax over key blocks: fold (out_b, lse_b) pairs, then `result()`.
+    One block is returned as the kernel gave it; merged blocks are carried in float32."""
 
     def __init__(self) -> None:
         self.out: torch.Tensor | None = None
         self.lse: torch.Tensor | None = None
 
     def add(self, out_b: torch.Tensor, lse_b: torch.Tensor) -> None:
-        out_b = out_b.to(_accumulator(out_b.dtype))
         if self.out is None:
             self.out, self.lse = out_b, lse_b
             return
+        acc = _accumulator(out_b.dtype)
         lse = torch.logaddexp(self.lse, lse_b)
-        self.out = (self.out * torch.exp(self.lse - lse).unsqueeze(-1)
-                    + out_b * torch.exp(lse_b - lse).unsqueeze(-1))
+        self.out = (self.out.to(acc) * torch.exp(self.lse - lse).unsqueeze(-1)
+                    + out_b.to(acc) * torch.exp(lse_b - lse).unsqueeze(-1))
         self.lse = lse
 
     def result(self) -> torch.Tensor:

@@ -57,3 +57,40 @@ def rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
     if chunk >= rows:
         return fn(x)
     return torch.cat([fn(x[:, r : r + chunk]) for r in range(0, rows, chunk)], dim=1)
+
+
+def row_chunks(rows: int, chunk: int):
+    """(start, end) of consecutive row chunks of at most `chunk` rows."""
+    return [(r, min(rows, r + chunk)) for r in range(0, rows, max(1, chunk))]
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the next linear layer computes in: the autocast dtype where autocast is on
+    for x's device (its inputs are cast to it anyway), else x's own."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind) and x.is_floating_point():
+        return torch.get_autocast_dtype(kind)
+    return x.dtype
+
+
+def normed_rows(norm, x: torch.Tensor, dtype: torch.dtype, parts: int = 4) -> torch.Tensor:
+    """norm(x) stored in `dtype`, computed in row chunks.
+
+    Under autocast a LayerNorm returns float32 that the following linear layers cast to the
+    autocast dtype anyway; storing it there directly keeps the float32 transient to 1/parts
+    of the block (the values the linear layers see are the same).
+    """
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    for r0, r1 in row_chunks(x.shape[1], -(-x.shape[1] // parts)):
+        out[:, r0:r1] = norm(x[:, r0:r1])
+    return out
+
+
+def add_rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
+    """x += fn(x), in place, in row chunks sized as in `rowwise` (a chunk's update is
+    computed before it is added, so each chunk sees its own input)."""
+    rows = x.shape[1]
+    chunk = max(1, rows // max(1, expansion))
+    for r0, r1 in row_chunks(rows, chunk):
+        x[:, r0:r1] += fn(x[:, r0:r1])
+    return x

@@ -13,7 +13,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
-from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.layout import Layout, add_rowwise
 from foldcp.distributed.rng import replay_dropout_draw
 from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
@@ -38,17 +38,19 @@ class DistPairStack(nn.Module):
         # record_function labels let bench/pairformer_layer.py --profile split the time
         with record_function("foldcp.tri_mul_out"):
             z = z + self.tri_mul_out(z, pair_mask, layout)
+        # z is now this layer's own tensor (the caller's is untouched): update it in place,
+        # so no second pair block exists while the next update is computed
         replay_dropout_draw(batch, length, device)
         with record_function("foldcp.tri_mul_in"):
-            z = z + self.tri_mul_in(z, pair_mask, layout)
+            z += self.tri_mul_in(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device)
         with record_function("foldcp.tri_att_start"):
-            z = z + self.tri_att_start(z, pair_mask, layout)
+            z += self.tri_att_start(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device, columnwise=True)
         with record_function("foldcp.tri_att_end"):
-            z = z + self.tri_att_end(z, pair_mask, layout)
+            z += self.tri_att_end(z, pair_mask, layout)
         with record_function("foldcp.transition_z"):
-            return z + rowwise(self.serial.transition_z, z, expansion=4)
+            return add_rowwise(self.serial.transition_z, z, expansion=4)
 
 
 class DistPairformerLayer(nn.Module):

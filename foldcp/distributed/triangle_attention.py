@@ -2,18 +2,25 @@
 
 Starting node, for each row i: o[i, j] = Σ_k softmax_k(q[i,j]·k[i,k]/√d + mask[i,k] + β[j,k]) v[i,k]
 with β = per-head bias projected from the pair tensor. Rank (p, q) owns the queries
-(i ∈ R_p, j ∈ C_q). Keys and values of its rows arrive block by block around the grid row
-(ring shift, next block posted before the current one is used); the bias rows β[C_q, :] are
-gathered once (a layout transpose + all-gather in the grid column: N'·N'·H/c values, H = 4
-heads against the pair tensor's 128 channels). Softmax is exact and streaming: a running max,
-sum and unnormalised output per (i, j, head), merged block by block, divided once at the end.
-Query rows are processed in chunks so no rank materialises N·N·N scores. On CUDA each
-(key block, row chunk) is one fused memory-efficient attention call that also returns the
-log-sum-exp, and blocks merge through it (fused_attention.py); the element-wise streaming
-softmax below is the reference path (CPU, float64).
+(i ∈ R_p, j ∈ C_q). The bias rows β[C_q, :] are gathered once (a layout transpose +
+all-gather in the grid column: N'·N'·H/c values, H = 4 heads against the pair tensor's 128
+channels). Then the rows are processed in chunks, end to end — layer norm, projections,
+attention, gate, output projection — so no full-block transient beyond the result exists:
+for each chunk the keys and values of its rows arrive block by block around the grid row
+(ring shift, next block posted before the current one is used) and the softmax over key
+blocks is exact.
+
+On CUDA each (row chunk, key block) is one fused memory-efficient attention call that also
+returns the log-sum-exp, and blocks merge through it (fused_attention.py). The kernel takes
+one bias [H, J, K] shared by every row i of the chunk (stride 0, never copied per row): the
+pair mask enters as a per-key bias, which is exact because Boltz's pair mask is the outer
+product of the token mask (checked on the device without a sync) — rows of masked tokens
+then differ from serial Boltz, and never reach real tokens. The element-wise streaming
+softmax below is the reference path (CPU, float64), exact for any pair mask.
 
 Ending node = starting node on the transposed pair tensor (Boltz transposes, attends,
-transposes back), with the ending module's own parameters.
+transposes back), with the ending module's own parameters. Layer norm commutes with the
+transpose, so the normalised (compute-dtype) tensor is what crosses the grid.
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ import math
 import torch
 from torch import nn
 
-from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
 from foldcp.distributed import fused_attention
-from foldcp.distributed.fused_attention import LseMerge, block_attention
-from foldcp.distributed.layout import Layout
+from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
+from foldcp.distributed.fused_attention import LseMerge, align_keys, block_attention
+from foldcp.distributed.layout import Layout, compute_dtype, normed_rows, row_chunks
 
 
 class DistTriangleAttention(nn.Module):
@@ -37,8 +44,10 @@ class DistTriangleAttention(nn.Module):
         self.fused = fused  # the fused CUDA kernel where available (see fused_attention.py)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout) -> torch.Tensor:
-        """x: [B, |R_p|, |C_q|, C] block, mask: [B, |R_p|, |C_q|] pair-mask block."""
+        """x: [B, |R_p|, |C_q|, C] block, mask: [B, |R_p|, |C_q|] pair-mask block.
+        Returns the update [B, |R_p|, |C_q|, C] in the compute dtype."""
         grid, n = layout.grid, layout.n_padded
+        x = normed_rows(self.serial.layer_norm, x, compute_dtype(x))
         if not self.serial.starting:
             x = transpose_pair(x, grid, n)
             mask = transpose_pair(mask, grid, n)
@@ -48,38 +57,57 @@ class DistTriangleAttention(nn.Module):
         return out
 
     def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout) -> torch.Tensor:
+        """x: the layer-normed block (compute dtype)."""
         m = self.serial
         mha = m.mha
         grid, n = layout.grid, layout.n_padded
         heads, width = mha.no_heads, mha.c_hidden
         batch, rows, cols, _ = x.shape
 
-        x = m.layer_norm(x)
         # β[j, k] for my query columns j ∈ C_q and every key k: [B, H, |C_q|, N']
-        bias_block = m.linear(x)  # β[R_p, C_q]
+        bias_block = m.linear(x)  # β[R_p, C_q]: H channels
         bias_t = transpose_pair(bias_block, grid, n)  # βᵀ[R_p, C_q] = β[C_q, R_p]ᵀ
         bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
         bias_rows = bias_rows.permute(0, 3, 2, 1)  # [B, H, j, k]
 
         def heads_view(t):  # [B, I, J, H·d] -> [B, I, H, J, d]
-            return t.view(batch, rows, t.shape[2], heads, width).transpose(2, 3).contiguous()
+            return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3).contiguous()
 
-        q = heads_view(mha.linear_q(x)) / math.sqrt(width)
-        k = heads_view(mha.linear_k(x))
-        v = heads_view(mha.linear_v(x))
-        chunk = self.row_chunk or max(1, min(rows, rows * x.shape[-1] // max(1, heads * cols)))
+        fused = self.fused and fused_attention.fused_available(x)
+        if fused:
+            _check_outer_product(mask)
+        out = None
+        for r0, r1 in row_chunks(rows, self._chunk(rows, cols, n, heads, fused)):
+            x_c = x[:, r0:r1]
+            q = heads_view(mha.linear_q(x_c)) / math.sqrt(width)
+            k = heads_view(mha.linear_k(x_c))
+            v = heads_view(mha.linear_v(x_c))
+            blocks = self._key_blocks(k, v, mask[:, r0:r1], layout)
+            if fused:
+                o = self._fused_blocks(q, blocks, bias_rows, layout)
+            else:
+                o = self._streamed_blocks(q, blocks, bias_rows, layout)
+            gate = mha.sigmoid(mha.linear_g(x_c)).view(batch, r1 - r0, cols, heads, width)
+            o = mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
+            if out is None:
+                out = o.new_empty((batch, rows, cols, o.shape[-1]))
+            out[:, r0:r1] = o
+        return out
 
-        if self.fused and fused_attention.fused_available(q):
-            out = self._fused_blocks(q, k, v, mask, bias_rows, layout, chunk)
-        else:
-            out = self._streamed_blocks(q, k, v, mask, bias_rows, layout, chunk)
-        gate = mha.sigmoid(mha.linear_g(x)).view(batch, rows, cols, heads, width)
-        out = (out * gate).reshape(batch, rows, cols, heads * width)
-        return mha.linear_o(out)
+    def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool) -> int:
+        """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block; the streamed
+        path holds [chunk, H, |C_q|, |key block|] scores, kept within x's own size."""
+        if self.row_chunk:
+            return self.row_chunk
+        chunk = -(-rows // 8)
+        if not fused:
+            channels = self.serial.mha.c_hidden * heads
+            chunk = min(chunk, rows * channels // max(1, heads * n))
+        return max(1, chunk)
 
     @staticmethod
     def _key_blocks(k, v, mask, layout: Layout):
-        """(key slice, k, v, mask) of each key block of my rows, in ring order: the next
+        """(key slice, k, v, mask) of each key block of these rows, in ring order: the next
         block's transfer is posted before the caller computes on the current one, and
         waited for when the caller asks for the next."""
         grid, n = layout.grid, layout.n_padded
@@ -91,50 +119,42 @@ class DistTriangleAttention(nn.Module):
             if pending is not None:
                 blocks = pending.wait()
 
-    def _fused_blocks(self, q, k, v, mask, bias_rows, layout: Layout, chunk: int) -> torch.Tensor:
-        """Same result as _streamed_blocks, one fused kernel per (key block, row chunk)."""
+    def _fused_blocks(self, q, blocks, bias_rows, layout: Layout) -> torch.Tensor:
+        """Same result as _streamed_blocks on real rows, one fused kernel per key block.
+        q: [B, I, H, J, d] → [B, I, J, H, d]."""
         m = self.serial
-        batch, rows, heads, cols, width = q.shape
-        merges = [LseMerge() for _ in range(0, rows, chunk)]
-        for key_slice, k_blk, v_blk, mask_blk in self._key_blocks(k, v, mask, layout):
-            keys = k_blk.shape[-2]
-            tri_pad = (bias_rows[:, None, :, :, key_slice]
-                       + layout.padding_bias(key_slice, q.device, bias_rows.dtype, m.inf))
-            for merge, r0 in zip(merges, range(0, rows, chunk)):
-                r1 = min(rows, r0 + chunk)
-                mask_bias = (m.inf * (mask_blk[:, r0:r1] - 1)).to(tri_pad.dtype)[:, :, None, None, :]
-                bias = (tri_pad + mask_bias).reshape(-1, heads, cols, keys)  # [B·I, H, J, K]
-                out, lse = block_attention(
-                    q[:, r0:r1].reshape(-1, heads, cols, width),
-                    k_blk[:, r0:r1].reshape(-1, heads, keys, width),
-                    v_blk[:, r0:r1].reshape(-1, heads, keys, width), bias)
+        batch, rows = q.shape[:2]
+        merges = [LseMerge() for _ in range(batch)]
+        for key_slice, k_blk, v_blk, mask_blk in blocks:
+            for b, merge in enumerate(merges):
+                # keys masked for these rows: the outer-product mask's key factor
+                key_mask = mask_blk[b].amax(dim=0)  # [K]
+                key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
+                    key_slice, q.device, key_mask.dtype, m.inf)
+                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(q.dtype)  # [H, J, K]
+                k_b, v_b, bias = align_keys(k_blk[b], v_blk[b], bias)
+                out, lse = block_attention(q[b], k_b, v_b,
+                                           bias.unsqueeze(0).expand(rows, -1, -1, -1))
                 merge.add(out, lse)
-        out = torch.cat([merge.result().view(batch, -1, heads, cols, width) for merge in merges], dim=1)
-        return out.transpose(2, 3).to(q.dtype)  # [B, I, J, H, d]
+        return torch.stack([merge.result().to(q.dtype) for merge in merges]).transpose(2, 3)
 
-    def _streamed_blocks(self, q, k, v, mask, bias_rows, layout: Layout, chunk: int) -> torch.Tensor:
-        """Exact streaming softmax with element-wise ops (the reference path)."""
+    def _streamed_blocks(self, q, blocks, bias_rows, layout: Layout) -> torch.Tensor:
+        """Exact streaming softmax with element-wise ops (the reference path).
+        q: [B, I, H, J, d] → [B, I, J, H, d]."""
         m = self.serial
-        batch, rows, heads, cols, _ = q.shape
         # Running statistics in at least float32: under bf16 autocast the block products are
         # bf16, but sums carried across blocks must not be.
         acc = torch.promote_types(q.dtype, torch.float32)
-        run_max = torch.full((batch, rows, heads, cols), float("-inf"), dtype=acc, device=q.device)
+        run_max = torch.full(q.shape[:-1], float("-inf"), dtype=acc, device=q.device)
         run_sum = torch.zeros_like(run_max)
         run_out = torch.zeros(q.shape, dtype=acc, device=q.device)
-        for key_slice, k_blk, v_blk, mask_blk in self._key_blocks(k, v, mask, layout):
-            mask_bias = (m.inf * (mask_blk - 1))[:, :, None, None, :]  # [B, I, 1, 1, K]
-            tri_bias = bias_rows[:, None, :, :, key_slice]  # [B, 1, H, J, K]
-            pad_bias = layout.padding_bias(key_slice, q.device, q.dtype, m.inf)
-            for r0 in range(0, rows, chunk):
-                r1 = min(rows, r0 + chunk)
-                scores = torch.matmul(q[:, r0:r1], k_blk[:, r0:r1].transpose(-1, -2)).to(acc)
-                scores += mask_bias[:, r0:r1]
-                scores += tri_bias
-                scores += pad_bias
-                self._merge(scores, v_blk[:, r0:r1], run_max[:, r0:r1], run_sum[:, r0:r1],
-                            run_out[:, r0:r1])
-        return (run_out / run_sum.unsqueeze(-1)).transpose(2, 3).to(q.dtype)  # [B, I, J, H, d]
+        for key_slice, k_blk, v_blk, mask_blk in blocks:
+            scores = torch.matmul(q, k_blk.transpose(-1, -2)).to(acc)
+            scores += (m.inf * (mask_blk - 1))[:, :, None, None, :]  # [B, I, 1, 1, K]
+            scores += bias_rows[:, None, :, :, key_slice]  # [B, 1, H, J, K]
+            scores += layout.padding_bias(key_slice, q.device, acc, m.inf)
+            self._merge(scores, v_blk, run_max, run_sum, run_out)
+        return (run_out / run_sum.unsqueeze(-1)).transpose(2, 3).to(q.dtype)
 
     @staticmethod
     def _merge(scores, values, run_max, run_sum, run_out) -> None:
@@ -144,5 +164,16 @@ class DistTriangleAttention(nn.Module):
         weights = torch.exp(scores - new_max.unsqueeze(-1))
         rescale = torch.exp(run_max - new_max)
         run_sum.mul_(rescale).add_(weights.sum(dim=-1))
-        run_out.mul_(rescale.unsqueeze(-1)).add_(torch.matmul(weights, values))
+        run_out.mul_(rescale.unsqueeze(-1)).add_(torch.matmul(weights.to(values.dtype), values)
+                                                 .to(run_out.dtype))
         run_max.copy_(new_max)
+
+
+def _check_outer_product(mask: torch.Tensor) -> None:
+    """The fused path turns the pair mask into a per-key bias: exact iff the mask block is
+    the outer product of a row and a column token mask (Boltz's pair mask is). Asserted on
+    the device, asynchronously (no host sync)."""
+    rows_real = mask.amax(dim=2, keepdim=True)  # [B, I, 1]
+    cols_real = mask.amax(dim=1, keepdim=True)  # [B, 1, J]
+    torch._assert_async(torch.all(mask == rows_real * cols_real),
+                        "triangle attention's fused path needs an outer-product pair mask")

@@ -3,10 +3,15 @@
 Built from Boltz's TriangleMultiplicationOutgoing / Incoming and sharing their parameters:
 everything but the product over k is per position and runs on the local block.
 
-- outgoing: out[i, j] = Σ_k a[i, k] b[j, k] = SUMMA(a, bᵀ)
-- incoming: out[i, j] = Σ_k a[k, i] b[k, j] = SUMMA(aᵀ, b)
+- outgoing: out[i, j, d] = Σ_k a[i, k, d] b[j, k, d] = SUMMA(a, bᵀ)
+- incoming: out[i, j, d] = Σ_k a[k, i, d] b[k, j, d] = SUMMA(aᵀ, b)
 
 where the transposed operand is brought into natural layout by one layout transpose.
+
+Channels d are independent in the product, so it runs over channel chunks: only a chunk of
+a and b (projected from the normalised input) exists at a time, and the block's transients
+stay a fraction of the pair block's size. The normalised input is kept in the compute dtype
+(what the projections see under autocast), the output stage runs in row chunks.
 """
 
 from __future__ import annotations
@@ -16,32 +21,50 @@ import torch.nn.functional as F
 from torch import nn
 
 from foldcp.distributed.comm import transpose_pair
-from foldcp.distributed.layout import Layout
+from foldcp.distributed.layout import Layout, compute_dtype, normed_rows, row_chunks
 from foldcp.distributed.summa import summa
 
 
 class DistTriangleMultiplication(nn.Module):
-    def __init__(self, serial: nn.Module, outgoing: bool) -> None:
+    def __init__(self, serial: nn.Module, outgoing: bool, channel_chunk: int | None = None) -> None:
         super().__init__()
         self.serial = serial  # the Boltz module: its parameters are ours
         self.outgoing = outgoing
+        self.channel_chunk = channel_chunk
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout) -> torch.Tensor:
-        """x: [B, |R_p|, |C_q|, D] block, mask: [B, |R_p|, |C_q|] pair-mask block."""
+        """x: [B, |R_p|, |C_q|, D] block, mask: [B, |R_p|, |C_q|] pair-mask block.
+        Returns the update [B, |R_p|, |C_q|, D] (compute dtype)."""
         m = self.serial
-        x = m.norm_in(x)
+        grid, n = layout.grid, layout.n_padded
+        x = normed_rows(m.norm_in, x, compute_dtype(x))
         channels = x.shape[-1]
+        autocast = torch.is_autocast_enabled(x.device.type)
+        mask = mask.unsqueeze(-1).to(x.dtype)
 
-        def gated_half(half: int) -> torch.Tensor:
-            # Boltz computes p_in(x) * sigmoid(g_in(x)) for 2C channels at once and splits it;
-            # one half at a time keeps the transient at C channels (same values).
-            rows = slice(half * channels, (half + 1) * channels)
-            projected = F.linear(x, m.p_in.weight[rows]) * F.linear(x, m.g_in.weight[rows]).sigmoid()
-            return (projected * mask.unsqueeze(-1)).float()
+        def gated(start: int, end: int) -> torch.Tensor:
+            # Boltz: p_in(x) * sigmoid(g_in(x)) for all 2D channels, masked, then split in
+            # a and b and cast to float32 — which autocast casts back for the product.
+            projected = F.linear(x, m.p_in.weight[start:end]) * F.linear(x, m.g_in.weight[start:end]).sigmoid()
+            projected = projected * mask
+            return projected if autocast else projected.float()
 
-        a, b = gated_half(0), gated_half(1)
-        if self.outgoing:
-            product = summa(a.contiguous(), transpose_pair(b, layout.grid, layout.n_padded), layout)
-        else:
-            product = summa(transpose_pair(a, layout.grid, layout.n_padded), b.contiguous(), layout)
-        return m.p_out(m.norm_out(product)) * m.g_out(x).sigmoid()
+        product = None
+        chunk = self.channel_chunk or -(-channels // 4)
+        for c0, c1 in row_chunks(channels, chunk):
+            a, b = gated(c0, c1), gated(channels + c0, channels + c1)
+            if self.outgoing:
+                part = summa(a, transpose_pair(b, grid, n), layout)
+            else:
+                part = summa(transpose_pair(a, grid, n), b, layout)
+            del a, b
+            if product is None:
+                product = part.new_empty((*part.shape[:-1], channels))
+            product[..., c0:c1] = part
+        out = None
+        for r0, r1 in row_chunks(x.shape[1], -(-x.shape[1] // 4)):
+            o = m.p_out(m.norm_out(product[:, r0:r1])) * m.g_out(x[:, r0:r1]).sigmoid()
+            if out is None:
+                out = o.new_empty((*x.shape[:-1], o.shape[-1]))
+            out[:, r0:r1] = o
+        return out

@@ -194,3 +194,22 @@ def test_fused_path_is_the_one_taken(fused_path_on_cpu, monkeypatch):
                         lambda *a: (lambda out, lse: (out * 1.001, lse))(*reference_kernel(*a)))
     with pytest.raises(AssertionError, match="not close"):
         run_on_grid(1, 2, compare_on_grid, "tri_att_start", 37, torch.float64, 9)
+
+
+def fused_with_mask(grid, mask_kind):
+    module = build("tri_att_start", torch.float64)
+    _, z, mask, pair_mask = inputs(13, torch.float64, 10)
+    if mask_kind == "not an outer product":
+        pair_mask = pair_mask.clone()
+        pair_mask[0, 3, 5] = 0  # one pair of two real tokens masked
+    layout = Layout.for_tokens(grid, 13)
+    with torch.inference_mode():
+        DistTriangleAttention(module)(layout.shard_pair(z), layout.shard_pair(pair_mask), layout)
+
+
+def test_fused_path_refuses_a_pair_mask_it_cannot_represent(fused_path_on_cpu):
+    """The fused path folds the pair mask into a per-key bias, exact only for Boltz's
+    outer-product mask; any other mask must stop it rather than be silently misread."""
+    run_on_grid(1, 1, fused_with_mask, "outer product")
+    with pytest.raises(Exception, match="outer-product pair mask"):
+        run_on_grid(1, 1, fused_with_mask, "not an outer product")
