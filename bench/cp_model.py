@@ -102,10 +102,26 @@ def main() -> None:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     sync(); started = time.perf_counter()
+    import foldcp.distributed.model as dist_model_module
+    phases: dict[str, float] = {}
+
+    def timed_phase(name, fn):  # GPU time per phase: trunk, diffusion sampling, confidence
+        def wrapper(*a, **k):
+            sync(); t0 = time.perf_counter()
+            result = fn(*a, **k)
+            sync(); phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 3)
+            return result
+        return wrapper
+
+    dist_model = DistBoltz2(model)
+    dist_model.trunk.forward = timed_phase("trunk", dist_model.trunk.forward)
+    dist_model.confidence.forward = timed_phase("confidence", dist_model.confidence.forward)
+    dist_model_module.sample_structure = timed_phase("diffusion", dist_model_module.sample_structure)
+    row["phases_s"] = phases
     try:
         with torch.inference_mode(), autocast:
             torch.manual_seed(1)
-            out = DistBoltz2(model).predict(feats, layout, sampling_steps=args.steps, **run)
+            out = dist_model.predict(feats, layout, sampling_steps=args.steps, **run)
         sync()
     except torch.OutOfMemoryError as error:  # a capacity probe: record where it stopped
         row.update(oom=True, cp_s=round(time.perf_counter() - started, 2),

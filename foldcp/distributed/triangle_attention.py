@@ -68,7 +68,7 @@ class DistTriangleAttention(nn.Module):
         bias_block = m.linear(x)  # β[R_p, C_q]: H channels
         bias_t = transpose_pair(bias_block, grid, n)  # βᵀ[R_p, C_q] = β[C_q, R_p]ᵀ
         bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
-        bias_rows = bias_rows.permute(0, 3, 2, 1)  # [B, H, j, k]
+        bias_rows = bias_rows.permute(0, 3, 2, 1).contiguous()  # [B, H, j, k], keys contiguous
 
         def heads_view(t):  # [B, I, J, H·d] -> [B, I, H, J, d]
             return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3).contiguous()
@@ -131,7 +131,8 @@ class DistTriangleAttention(nn.Module):
                 key_mask = mask_blk[b].amax(dim=0)  # [K]
                 key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
                     key_slice, q.device, key_mask.dtype, m.inf)
-                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(q.dtype)  # [H, J, K]
+                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(  # [H, J, K]
+                    q.dtype, memory_format=torch.contiguous_format)
                 k_b, v_b, bias = align_keys(k_blk[b], v_blk[b], bias)
                 out, lse = block_attention(q[b], k_b, v_b,
                                            bias.unsqueeze(0).expand(rows, -1, -1, -1))

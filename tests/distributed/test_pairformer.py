@@ -186,6 +186,13 @@ def test_triangle_attention_fused_path(fused_path_on_cpu, kind, rows, cols):
     run_on_grid(rows, cols, compare_on_grid, kind, 37, torch.float64, 8)
 
 
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2)])
+def test_fused_path_with_aligned_key_blocks(fused_path_on_cpu, rows, cols):
+    """Key blocks already a multiple of the kernel's alignment: nothing padded, the bias
+    reaches the kernel as the gathered rows' own slices (keys must be contiguous)."""
+    run_on_grid(rows, cols, compare_on_grid, "tri_att_end", 16 * cols, torch.float64, 11)
+
+
 def test_fused_path_is_the_one_taken(fused_path_on_cpu, monkeypatch):
     """A kernel that is off by a little must make the comparison fail: proof that the
     fused path, not the reference one, produced the result above."""
