@@ -35,27 +35,55 @@ class ShardedPairBias:
 
     Stands where Boltz passes the [B, N, N, layers·heads] tensor; `.float()` is a no-op so the
     serial DiffusionModule can hand it on unchanged.
+
+    Each layer's [B, |R_p|, |C_q|, heads] bias is projected once and kept (compute dtype) when
+    all layers' biases fit comfortably in free memory — every sampling step reuses them, as
+    Boltz's precomputed tensor does — otherwise projected from the block when the layer runs
+    (a LayerNorm and a linear over the block per layer and step: slower, but no
+    N·N·layers·heads tensor at the sizes where it would not fit). Same values either way.
     """
 
-    def __init__(self, z_block: torch.Tensor, projections: nn.ModuleList) -> None:
+    FREE_MEMORY_SHARE = 0.5  # the cached biases may take at most this share of free memory
+
+    def __init__(self, z_block: torch.Tensor, projections: nn.ModuleList,
+                 cache: bool | None = None) -> None:
         self.z_block = z_block
         self.projections = projections
         # Boltz projects these biases in DiffusionConditioning, i.e. under the caller's
         # autocast; sampling then runs with autocast off. Project under the same autocast.
         self.autocast_enabled = torch.is_autocast_enabled("cuda")
         self.autocast_dtype = torch.get_autocast_dtype("cuda")
+        if cache is None:
+            cache = self._fits_in_memory()
+        self.cached = [self._project(i) for i in range(len(projections))] if cache else None
+
+    def _fits_in_memory(self) -> bool:
+        z = self.z_block
+        if not z.is_cuda:
+            return True
+        heads = sum(p[-1].out_features if isinstance(p, nn.Sequential) else p.out_features
+                    for p in self.projections)
+        itemsize = torch.empty((), dtype=self.autocast_dtype if self.autocast_enabled else z.dtype).element_size()
+        needed = z[..., 0].numel() * heads * itemsize
+        free, _ = torch.cuda.mem_get_info(z.device)
+        return needed <= self.FREE_MEMORY_SHARE * free
 
     def float(self) -> "ShardedPairBias":
         return self
 
-    def layer(self, index: int) -> torch.Tensor:
-        """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in float32."""
+    def _project(self, index: int) -> torch.Tensor:
         projection = self.projections[index]
         z = self.z_block
         if not self.autocast_enabled:  # e.g. a bf16 block reaching a float32 projection
             z = z.to(next(projection.parameters()).dtype)
         with torch.autocast("cuda", dtype=self.autocast_dtype, enabled=self.autocast_enabled):
-            return projection(z).float()
+            return projection(z)
+
+    def layer(self, index: int) -> torch.Tensor:
+        """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in float32."""
+        if self.cached is not None:
+            return self.cached[index].float()
+        return self._project(index).float()
 
 
 def _atom_token_index(atom_to_token: torch.Tensor) -> torch.Tensor:

@@ -230,6 +230,16 @@ def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
     assert max(relative) <= 3e-6
 
 
+def test_structure_sampling_without_cached_pair_biases(model_and_feats, monkeypatch):
+    """Where the token transformer's per-layer biases would not fit in free GPU memory they
+    are projected from the pair block at every step instead: same result."""
+    from foldcp.distributed.diffusion import ShardedPairBias
+    monkeypatch.setattr(ShardedPairBias, "_fits_in_memory", lambda self: False)
+    model, feats = model_and_feats
+    relative = run_on_grid(1, 2, _structure, model, feats, 3, 2)
+    assert max(relative) <= 3e-6
+
+
 
 def _confidence(grid, model, feats):
     n = feats["token_pad_mask"].shape[1]
