@@ -1,10 +1,12 @@
 # Config validation (errors name the key) and helper functions shared by the stages.
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from foldcp.config import validate_config
-from foldcp.inputs import load_candidates, read_fasta
+from foldcp.inputs import check_candidates, read_fasta
 
 
 validate_config(config)
@@ -19,7 +21,7 @@ CANDIDATE_FILES = {
 
 if workflow.is_main_process:
     # Bad input stops the workflow before any job runs, with the file, line and problem.
-    load_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
+    check_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
 
 
 def candidate_inputs():
@@ -31,23 +33,63 @@ def optional_input(path):
     return [path] if path else []
 
 
-def planned():
-    """The plan table, available once the plan checkpoint has run."""
+_PLAN_INDEX = {}
+
+
+def plan_index():
+    """The plan by batch: {batch_id: (complex IDs, proteins)}, read once per version of the
+    plan file. Input functions and params run for every job, and a proteome screen has
+    thousands of batches over a plan of 10^5 rows: reading the plan each time would take
+    minutes."""
     plan_file = checkpoints.plan.get().output.plan
-    return pd.read_parquet(plan_file)
+    stat = os.stat(plan_file)
+    key = (plan_file, stat.st_mtime_ns, stat.st_size)
+    if _PLAN_INDEX.get("key") != key:
+        plan = pd.read_parquet(plan_file, columns=["complex_id", "batch_id", "proteins"])
+        index = {}
+        for complex_id, batch, proteins in zip(plan["complex_id"], plan["batch_id"], plan["proteins"]):
+            members, names = index.setdefault(batch, ([], set()))
+            members.append(complex_id)
+            names.update(proteins)
+        _PLAN_INDEX.clear()
+        _PLAN_INDEX.update(key=key, batches={
+            batch: (sorted(members), sorted(names)) for batch, (members, names) in index.items()})
+    return _PLAN_INDEX["batches"]
 
 
 def all_batches():
-    return sorted(planned()["batch_id"].unique())
+    return sorted(plan_index())
 
 
-def batch_msas(wildcards):
-    """MSA files of the proteins in one batch: a batch waits only for its own chains."""
-    plan = planned()
+def planned_msas(wildcards):
+    """The MSA file of every protein in the plan (inputs of the MSA index)."""
     proteins = set()
-    for members in plan.loc[plan["batch_id"] == wildcards.batch, "proteins"]:
-        proteins.update(members)
+    for _, names in plan_index().values():
+        proteins.update(names)
     return [f"{OUT}/msa/{protein}.a3m" for protein in sorted(proteins)]
+
+
+def batch_members(wildcards):
+    """A digest of the batch's complex IDs. As a param of `predict` it re-runs a batch whose
+    members changed, while a re-plan that leaves a batch as it was (the plan file is
+    `ancient` there) does not re-run it."""
+    members = "\n".join(plan_index()[wildcards.batch][0])
+    return hashlib.sha1(members.encode()).hexdigest()[:16]
+
+
+_SEQUENCES = {}
+
+
+def protein_digest(wildcards):
+    """A digest of one protein's sequence: an `msa` job re-runs when its protein changes, not
+    whenever the FASTA file does (adding proteins to a screen would redo every MSA)."""
+    stat = os.stat(config["proteins"])
+    key = (stat.st_mtime_ns, stat.st_size)
+    if _SEQUENCES.get("key") != key:
+        _SEQUENCES.clear()
+        _SEQUENCES.update(key=key, proteins=read_fasta(config["proteins"]))
+    sequence = _SEQUENCES["proteins"][wildcards.protein].sequence
+    return hashlib.sha1(sequence.encode()).hexdigest()[:16]
 
 
 def batch_grid(wildcards):

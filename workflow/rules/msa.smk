@@ -1,10 +1,13 @@
-# MSAs: one per unique protein, reused by every complex that contains it.
+# MSAs: one per unique protein, reused by every complex that contains it. Editing the FASTA
+# (e.g. adding proteins) re-runs only the MSAs of proteins whose sequence changed (`sequence`).
 rule msa:
     input:
         config=RESOLVED_CONFIG,
-        proteins=config["proteins"],
+        proteins=ancient(config["proteins"]),
     output:
         f"{OUT}/msa/{{protein}}.a3m",
+    params:
+        sequence=protein_digest,
     log:
         f"{OUT}/logs/msa/{{protein}}.log",
     group:
@@ -14,3 +17,20 @@ rule msa:
     shell:
         "foldcp msa --config {input.config} --protein {wildcards.protein} "
         "--out {output} > {log} 2>&1"
+
+
+# One index of the plan's MSAs, which every predict job waits for. Per-protein MSA inputs
+# would give each batch ~100 DAG edges in an all-vs-all screen (169,000 for 2,000 batches:
+# minutes of DAG building); a batch needs a large share of the proteome's MSAs anyway.
+rule msa_index:
+    input:
+        planned_msas,
+    output:
+        f"{OUT}/msa/index.tsv",
+    log:
+        f"{OUT}/logs/msa/index.log",
+    localrule: True
+    run:
+        from foldcp.io import write_text
+
+        write_text(output[0], "".join(f"{Path(path).stem}\t{path}\n" for path in input))
