@@ -5,6 +5,12 @@ Per batch (`batch_tables`), then merged (`merge_tables`):
 - chain_pairs: one row per complex x sample x unordered chain pair (foldcp.metrics.score)
 - interface_residues: one row per complex x sample x chain pair x interface residue
 - failures:    complexes whose prediction failed (status, error)
+
+Every complex of a batch's status table ends in exactly one of complexes (all its samples)
+or failures: a complex whose files fail their done.json checks is `corrupt_output` (truncated
+or altered: refolded when its batch runs again) or `incomplete_output` (no done.json), and one
+whose intact files cannot be scored is `analysis_failed`; either way the batch's other
+complexes are unaffected.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import pandas as pd
 from foldcp.errors import ConfigError
 from foldcp.metrics.score import PAIR_COLUMNS as METRIC_PAIR_COLUMNS
 from foldcp.metrics.score import RESIDUE_COLUMNS, ScoreSettings, score_prediction
-from foldcp.runner.outputs import is_done
+from foldcp.runner.outputs import check_outputs
 
 SCHEMA_VERSION = 2
 
@@ -156,19 +162,31 @@ def batch_tables(
     """complexes / chain_pairs / failures rows for one batch, from its status table."""
     status = pd.read_parquet(status_path)
     predictions_dir = Path(predictions_dir)
+    ranking_weights(analysis["ranking_score"])  # a config error stops here, not per complex
     complexes, pairs, residues, failures = [], [], [], []
+
+    def failed(row, state: str, error: str) -> None:
+        failures.append({"complex_id": row.complex_id, "batch_id": row.batch_id,
+                         "status": state, "error": error[:2000]})
+
     for row in status.itertuples():
         directory = predictions_dir / row.complex_id
-        if row.status in ("ok", "already_done") and is_done(directory):
+        if row.status not in ("ok", "already_done"):
+            failed(row, row.status, row.error or "prediction failed")
+            continue
+        problem = check_outputs(directory)
+        if problem is not None:
+            state = "incomplete_output" if problem.startswith("no done.json") else "corrupt_output"
+            failed(row, state, f"{directory}: {problem}")
+            continue
+        try:
             c_rows, p_rows, r_rows = complex_rows(directory, row.batch_id, analysis)
-            complexes += c_rows
-            pairs += p_rows
-            residues += r_rows
-        else:
-            error = row.error or "prediction files missing or incomplete"
-            failures.append({"complex_id": row.complex_id, "batch_id": row.batch_id,
-                             "status": row.status if row.status not in ("ok", "already_done")
-                             else "incomplete_output", "error": error})
+        except Exception as error:  # noqa: BLE001 - one unreadable complex must not sink the batch
+            failed(row, "analysis_failed", f"{directory}: {type(error).__name__}: {error}")
+            continue
+        complexes += c_rows
+        pairs += p_rows
+        residues += r_rows
     return {
         "complexes": pd.DataFrame(complexes, columns=COMPLEX_COLUMNS),
         "chain_pairs": pd.DataFrame(pairs, columns=PAIR_COLUMNS),
