@@ -1,0 +1,117 @@
+"""The results check: every candidate complex ends in exactly one place.
+
+A candidate is either planned (plan/plan.parquet) or skipped (plan/skipped.parquet). After
+the merge, each planned complex must have result rows (complexes.parquet, one best sample)
+or one failures.parquet row, and each skipped one a skipped.parquet row, never two of these
+and nothing for complexes that were not candidates. The other tables must agree: one ranked
+row per complex with results, chain pairs and interface residues only of result rows, and no
+duplicated rows anywhere. `check_results` returns the counts or raises ResultsError listing
+the offending complex IDs; the workflow runs it last (rule `check_results`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from foldcp.errors import FoldcpError
+
+SHOWN = 20  # IDs listed per problem
+
+
+class ResultsError(FoldcpError):
+    """The result tables do not account for every candidate exactly once."""
+
+
+def _ids(values) -> str:
+    values = sorted(set(values))
+    shown = ", ".join(values[:SHOWN])
+    return shown + (f", … ({len(values) - SHOWN} more)" if len(values) > SHOWN else "")
+
+
+def _duplicated_keys(path: Path, keys: list[str]) -> list[str]:
+    """complex IDs of rows whose `keys` occur more than once (grouped in Arrow: the
+    residue table has millions of rows)."""
+    table = pq.read_table(path, columns=keys)
+    if not table.num_rows:
+        return []
+    counts = table.group_by(keys).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1))
+    return repeated["complex_id"].to_pylist()
+
+
+def _column(path: Path, columns: list[str]) -> pd.DataFrame:
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
+def check_results(plan_dir: str | Path, results_dir: str | Path) -> dict:
+    """Counts of the check, or ResultsError naming every problem (with up to 20 IDs each)."""
+    plan_dir, results_dir = Path(plan_dir), Path(results_dir)
+    plan = _column(plan_dir / "plan.parquet", ["complex_id"])["complex_id"]
+    planned_skip = _column(plan_dir / "skipped.parquet", ["complex_id"])["complex_id"]
+    complexes = _column(results_dir / "complexes.parquet", ["complex_id", "sample", "best_sample"])
+    failures = _column(results_dir / "failures.parquet", ["complex_id"])["complex_id"]
+    skipped = _column(results_dir / "skipped.parquet", ["complex_id"])["complex_id"]
+    ranked = _column(results_dir / "ranked.parquet", ["complex_id"])["complex_id"]
+    problems = []
+
+    def problem(text: str, ids) -> None:
+        ids = list(ids)
+        if ids:
+            problems.append(f"{text} ({len(set(ids))}): {_ids(ids)}")
+
+    # the plan itself
+    problem("planned more than once", plan[plan.duplicated()])
+    problem("both planned and skipped by the plan", set(plan) & set(planned_skip))
+    # where each candidate ended
+    with_results = set(complexes["complex_id"])
+    places = pd.concat([pd.Series(sorted(with_results), dtype=object), failures, skipped],
+                       ignore_index=True)
+    counts = places.value_counts()
+    candidates = set(plan) | set(planned_skip)
+    problem("in more than one of complexes, failures and skipped", counts.index[counts > 1])
+    problem("planned but in none of complexes, failures and skipped", candidates - set(counts.index))
+    problem("in the results but not a candidate of the plan", set(counts.index) - candidates)
+    problem("skipped in the results but planned", set(skipped) & set(plan))
+    problem("skipped by the plan but not in skipped.parquet", set(planned_skip) - set(skipped))
+    # within the tables
+    problem("duplicated rows in complexes.parquet (complex_id, sample)",
+            complexes.loc[complexes.duplicated(["complex_id", "sample"]), "complex_id"])
+    best = complexes.groupby("complex_id")["best_sample"].sum()
+    problem("not exactly one best_sample", best.index[best != 1])
+    problem("duplicated rows in failures.parquet", failures[failures.duplicated()])
+    problem("duplicated rows in skipped.parquet", skipped[skipped.duplicated()])
+    problem("ranked more than once", ranked[ranked.duplicated()])
+    problem("ranked without results", set(ranked) - with_results)
+    problem("results but not ranked", with_results - set(ranked))
+    samples = set(zip(complexes["complex_id"], complexes["sample"]))
+    rows = {"complexes": len(complexes)}
+    for name, keys in (("chain_pairs", ["complex_id", "sample", "chain_a", "chain_b"]),
+                       ("interface_residues",
+                        ["complex_id", "sample", "chain", "partner_chain", "residue_index"])):
+        path = results_dir / f"{name}.parquet"
+        rows[name] = pq.ParquetFile(path).metadata.num_rows
+        if not rows[name]:
+            continue
+        problem(f"duplicated rows in {name}.parquet ({', '.join(keys[2:])})", _duplicated_keys(path, keys))
+        pairs = pq.read_table(path, columns=["complex_id", "sample"]).group_by(
+            ["complex_id", "sample"]).aggregate([])
+        orphans = {(c, s) for c, s in zip(pairs["complex_id"].to_pylist(), pairs["sample"].to_pylist())
+                   if (c, s) not in samples}
+        problem(f"rows in {name}.parquet without a complexes row", [c for c, _ in orphans])
+    if problems:
+        raise ResultsError(
+            f"the results in {results_dir} do not account for every complex of the plan in "
+            f"{plan_dir} exactly once:\n  " + "\n  ".join(problems))
+    return {
+        "candidates": len(candidates),
+        "planned": int(len(plan)),
+        "with_results": len(with_results),
+        "failed": int(len(failures)),
+        "skipped": int(len(skipped)),
+        "rows": rows,
+    }
+
