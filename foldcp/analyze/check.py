@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foldcp.errors import FoldcpError
@@ -32,15 +33,35 @@ def _ids(values) -> str:
     return shown + (f", … ({len(values) - SHOWN} more)" if len(values) > SHOWN else "")
 
 
-def _duplicated_keys(path: Path, keys: list[str]) -> list[str]:
-    """complex IDs of rows whose `keys` occur more than once (grouped in Arrow: the
-    residue table has millions of rows)."""
-    table = pq.read_table(path, columns=keys)
-    if not table.num_rows:
-        return []
-    counts = table.group_by(keys).aggregate([([], "count_all")])
-    repeated = counts.filter(pc.greater(counts["count_all"], 1))
-    return repeated["complex_id"].to_pylist()
+def _key_codes(path: Path, keys: list[str]) -> tuple[list[np.ndarray], list]:
+    """Each key column of a table as integer codes (strings dictionary-encoded), and the
+    complex IDs the codes of `complex_id` (the first key) stand for. Integer arrays keep the
+    check of a table of millions of rows to a few hundred MB."""
+    schema = pq.read_schema(path)
+    strings = [k for k in keys if pa.types.is_string(schema.field(k).type)
+               or pa.types.is_large_string(schema.field(k).type)]
+    table = pq.read_table(path, columns=keys, read_dictionary=strings).unify_dictionaries()
+    codes, ids = [], []
+    for key in keys:
+        column = table[key]
+        if key in strings:
+            codes.append(np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in column.chunks]
+                                        or [np.zeros(0, np.int32)]).astype(np.int64))
+            if key == keys[0]:
+                ids = column.chunks[0].dictionary.to_pylist() if column.num_chunks else []
+        else:
+            codes.append(column.to_numpy().astype(np.int64))
+    return codes, ids
+
+
+def _repeated(codes: list[np.ndarray]) -> np.ndarray:
+    """Row indices of rows equal on every code to the row before them, in sorted order."""
+    order = np.lexsort(codes[::-1])
+    same = np.ones(len(order) - 1, dtype=bool) if len(order) else np.zeros(0, bool)
+    for code in codes:
+        sorted_code = code[order]
+        same &= sorted_code[1:] == sorted_code[:-1]
+    return order[1:][same]
 
 
 def _column(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -87,7 +108,7 @@ def check_results(plan_dir: str | Path, results_dir: str | Path) -> dict:
     problem("ranked more than once", ranked[ranked.duplicated()])
     problem("ranked without results", set(ranked) - with_results)
     problem("results but not ranked", with_results - set(ranked))
-    samples = set(zip(complexes["complex_id"], complexes["sample"]))
+    samples = set(zip(complexes["complex_id"], complexes["sample"].astype(int)))
     rows = {"complexes": len(complexes)}
     for name, keys in (("chain_pairs", ["complex_id", "sample", "chain_a", "chain_b"]),
                        ("interface_residues",
@@ -96,12 +117,14 @@ def check_results(plan_dir: str | Path, results_dir: str | Path) -> dict:
         rows[name] = pq.ParquetFile(path).metadata.num_rows
         if not rows[name]:
             continue
-        problem(f"duplicated rows in {name}.parquet ({', '.join(keys[2:])})", _duplicated_keys(path, keys))
-        pairs = pq.read_table(path, columns=["complex_id", "sample"]).group_by(
-            ["complex_id", "sample"]).aggregate([])
-        orphans = {(c, s) for c, s in zip(pairs["complex_id"].to_pylist(), pairs["sample"].to_pylist())
-                   if (c, s) not in samples}
-        problem(f"rows in {name}.parquet without a complexes row", [c for c, _ in orphans])
+        codes, ids = _key_codes(path, keys)
+        problem(f"duplicated rows in {name}.parquet ({', '.join(keys[2:])})",
+                (ids[i] for i in codes[0][_repeated(codes)]))
+        width = int(codes[1].max()) + 1
+        pairs = np.unique(codes[0] * width + codes[1])
+        problem(f"rows in {name}.parquet without a complexes row",
+                (ids[c] for c, sample in zip(pairs // width, pairs % width)
+                 if (ids[c], int(sample)) not in samples))
     if problems:
         raise ResultsError(
             f"the results in {results_dir} do not account for every complex of the plan in "

@@ -17,6 +17,10 @@ changed since; unchanged batches come from the cache, removed ones are dropped; 
 are the same as a full merge's (tests/unit/test_merge.py). A cache that does not match its
 manifest (a merge killed midway, files edited) is ignored: the merge reads everything. The
 manifest is written last, every file atomically.
+
+The outputs are written complete into `{results}/.merge-staging/`, then renamed into place
+together (and a previous `check.json`, which vouched for the old tables, removed): a merge
+that fails (disk full, killed) leaves the previous outputs as they were.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from foldcp.analyze.tables import (
     COMPLEX_COLUMNS, FAILURE_COLUMNS, INTERFACE_COLUMNS, PAIR_COLUMNS, SCHEMA_VERSION,
     annotate_known, ranked_table, read_known_interactions,
 )
-from foldcp.io import atomic_path, write_json, write_parquet, write_tsv
+from foldcp.io import atomic_path, output_error, write_json, write_parquet, write_tsv
 
 #: merged tables: name -> columns, in the order the per-batch files are named
 TABLES = {
@@ -273,6 +277,10 @@ def merge_tables(
         new_cache[name] = work / f"{name}.parquet.new"
         stats.rows[name] = sum(s.rows[name] for s in sources)
 
+    # every output is written complete into a staging folder first, then renamed into place
+    # together: a merge that fails (disk full, killed) leaves the previous outputs as they were
+    staging = results_dir / ".merge-staging"
+    shutil.rmtree(staging, ignore_errors=True)
     tables: dict = {}
     for name in ("complexes", "failures"):
         frame = pq.read_table(new_cache[name]).to_pandas()
@@ -282,15 +290,21 @@ def merge_tables(
     ranked = ranked_table(tables["complexes"], analysis["confident"])
     tables["ranked"] = ranked
     for name in ("complexes", "failures", "skipped", "ranked"):
-        _write_versioned(results_dir / f"{name}.parquet", tables[name])
-    write_tsv(results_dir / "ranked.tsv", ranked.head(analysis["top_n"]))
-
-    # the new cache: its files, then the manifest that vouches for them
-    for name, path in new_cache.items():
-        os.replace(path, work / f"{name}.parquet")
+        _write_versioned(staging / f"{name}.parquet", tables[name])
+    write_tsv(staging / "ranked.tsv", ranked.head(analysis["top_n"]))
     for name in STREAMED:
-        _publish(work / f"{name}.parquet", results_dir / f"{name}.parquet")
+        _publish(new_cache[name], staging / f"{name}.parquet")
         tables[f"{name}_rows"] = stats.rows[name]
+    try:
+        (results_dir / "check.json").unlink(missing_ok=True)  # it vouched for the old tables
+        for path in sorted(staging.iterdir()):
+            os.replace(path, results_dir / path.name)
+        staging.rmdir()
+        # the new cache: its files, then the manifest that vouches for them
+        for name, path in new_cache.items():
+            os.replace(path, work / f"{name}.parquet")
+    except OSError as exc:
+        raise output_error(results_dir, exc) from exc
     if cache_dir is not None:
         schemas = {t: list(dict.fromkeys(s.schema[t] for s in sources if s.schema[t])) for t in TABLES}
         write_json(cache_dir / MANIFEST, {

@@ -15,6 +15,7 @@ complexes are unaffected.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -88,9 +89,23 @@ def _pair_summary(pairs: pd.DataFrame) -> dict:
     }
 
 
+class UnreadableOutput(Exception):
+    """A prediction file that could not be read or scored (names the file)."""
+
+
+@contextlib.contextmanager
+def _reading(*paths: Path):
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - re-raised with the file it came from
+        names = " / ".join(p.name for p in paths)
+        raise UnreadableOutput(f"{names}: {type(error).__name__}: {error}") from error
+
+
 def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[dict], list[dict], list[dict]]:
     """Rows of the complexes, chain_pairs and interface_residues tables for one finished complex."""
-    manifest = json.loads((directory / "done.json").read_text())
+    with _reading(directory / "done.json"):
+        manifest = json.loads((directory / "done.json").read_text())
     chains = manifest["chains"]
     protein_of = {c["chain"]: c["protein_id"] for c in chains}
     weights = ranking_weights(analysis["ranking_score"])
@@ -98,11 +113,15 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
     untrained = bool(manifest["untrained"])
     complexes, pairs, residues = [], [], []
     for sample in range(manifest["samples"]):
-        confidence = json.loads((directory / f"confidence_model_{sample}.json").read_text())
+        confidence_path = directory / f"confidence_model_{sample}.json"
+        with _reading(confidence_path):
+            confidence = json.loads(confidence_path.read_text())
         model_path = directory / f"model_{sample}.cif"
         pae_path, plddt_path = directory / f"pae_model_{sample}.npz", directory / f"plddt_model_{sample}.npz"
-        plddt = np.load(plddt_path)["plddt"]
-        report = score_prediction(model_path, pae_path, plddt, confidence["pair_chains_iptm"], settings)
+        with _reading(plddt_path):
+            plddt = np.load(plddt_path)["plddt"]
+        with _reading(model_path, pae_path):
+            report = score_prediction(model_path, pae_path, plddt, confidence["pair_chains_iptm"], settings)
         row = {
             "complex_id": manifest["complex_id"],
             "chains": manifest["spec"],
@@ -181,8 +200,8 @@ def batch_tables(
             continue
         try:
             c_rows, p_rows, r_rows = complex_rows(directory, row.batch_id, analysis)
-        except Exception as error:  # noqa: BLE001 - one unreadable complex must not sink the batch
-            failed(row, "analysis_failed", f"{directory}: {type(error).__name__}: {error}")
+        except UnreadableOutput as error:  # one unreadable complex must not sink the batch
+            failed(row, "analysis_failed", f"{directory}: {error}")
             continue
         complexes += c_rows
         pairs += p_rows
