@@ -16,7 +16,8 @@ Stages:
            n·(n-1)/2 + n complexes (101,475 for 450 proteins).
   dryrun   `snakemake -n` of the whole workflow over that plan, batched to about 2,000 batch
            jobs (plan.batch.max_complexes = --batch-complexes); the plan checkpoint is run
-           first (its time is reported too).
+           first (its time is reported too), after the MSAs are written directly (msa.mode
+           none: the query alone, as `foldcp msa` writes it) instead of by 450 jobs.
   analyze  the per-complex analysis (what the `analyze` rule does per complex: done.json
            checks with SHA-256, mmCIF parse, interface metrics) on synthetic 2-chain
            predictions of 500-1,000 residues, 1 sample; also the files' sizes.
@@ -255,10 +256,23 @@ def stage_dryrun(work: Path, env: dict, results: Results) -> None:
                  "--configfile", str(work / "config.yaml"), "--cores", "1"]
     shutil.rmtree(work / "results", ignore_errors=True)
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
+    config = timed(snakemake + ["results/config.yaml"], work, env, work / "logs" / "sm_config.log")
+    # the MSAs (msa.mode none: the query alone) written here as `foldcp msa` writes them, and
+    # their index as the msa_index rule does, instead of 450 one-protein jobs before the plan
+    from foldcp.inputs import read_fasta
+
+    msa_dir = work / "results" / "msa"
+    msa_dir.mkdir(parents=True, exist_ok=True)
+    index = []
+    for protein in read_fasta(work / "proteome.fasta").values():
+        (msa_dir / f"{protein.id}.a3m").write_text(f">{protein.id}\n{protein.sequence}\n")
+        index.append(f"{protein.id}\tresults/msa/{protein.id}.a3m\n")
+    (msa_dir / "index.tsv").write_text("".join(index))
     measured = timed(snakemake + ["results/plan/plan.parquet"], work, env, work / "logs" / "sm_plan.log")
     plan = pd.read_parquet(work / "results" / "plan" / "plan.parquet", columns=["batch_id"])
     batches = plan["batch_id"].nunique()
-    results.add("dryrun", "snakemake: config + plan checkpoint (parse, validate, plan)",
+    results.add("dryrun", "snakemake: resolved config (parse, validate inputs)", **config)
+    results.add("dryrun", "snakemake: plan checkpoint (parse, validate, plan)",
                 complexes=len(plan), batches=batches, **measured)
     log = work / "logs" / "sm_dryrun.log"
     measured = timed(snakemake + ["-n"], work, env, log)

@@ -26,6 +26,7 @@ that fails (disk full, killed) leaves the previous outputs as they were.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ TABLES = {
 }
 STREAMED = ("chain_pairs", "interface_residues")  # outputs = the cache's files
 ROW_GROUP_ROWS = 1 << 17
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -126,6 +127,17 @@ def _schema_of(key: str) -> pa.Schema:
 def _signature(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _cache_signature(path: Path) -> list:
+    """A cache file's identity without its mtime: the published outputs are hard links to
+    the cache's files, and Snakemake may touch its outputs. Size, inode and a digest of the
+    last 64 KiB (the Parquet footer, new on every write)."""
+    stat = path.stat()
+    with open(path, "rb") as handle:
+        handle.seek(max(0, stat.st_size - (1 << 16)))
+        tail = hashlib.sha256(handle.read()).hexdigest()
+    return [stat.st_size, stat.st_ino, tail]
 
 
 def _starts(sources: list[_Source], table: str) -> list[int]:
@@ -221,7 +233,7 @@ def _load_manifest(cache_dir: Path | None) -> dict:
                 or manifest.get("columns") != TABLES):
             return {}
         for name in TABLES:
-            if _signature(cache_dir / f"{name}.parquet") != manifest["tables"][name]:
+            if _cache_signature(cache_dir / f"{name}.parquet") != manifest["tables"][name]:
                 return {}
         return manifest
     except (OSError, ValueError, KeyError, TypeError):
@@ -311,7 +323,7 @@ def merge_tables(
             "version": CACHE_VERSION,
             "schema_version": SCHEMA_VERSION,
             "columns": TABLES,
-            "tables": {t: _signature(cache_dir / f"{t}.parquet") for t in TABLES},
+            "tables": {t: _cache_signature(cache_dir / f"{t}.parquet") for t in TABLES},
             "schemas": schemas,
             "batches": {
                 s.batch: {

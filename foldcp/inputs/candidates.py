@@ -115,15 +115,20 @@ def deduplicate(complexes: list[Complex]) -> list[Complex]:
     return list(seen.values())
 
 
-def check_candidates(candidates: dict, proteins: dict[str, Protein], base: Path) -> None:
-    """Validate the candidate inputs (located errors) without listing every complex: the
-    workflow does this when it starts, and all-vs-all of 450 proteins is 10^5 complexes."""
-    if candidates["mode"] == "pairs":
-        load_candidates(candidates, proteins, base)
-        return
-    for key in ("ids", "baits", "library"):
-        if candidates.get(key):
-            read_id_list(str((base / candidates[key]).resolve()), proteins)
+def check_candidates(candidates: dict, proteins: dict[str, Protein], base: Path) -> list[str]:
+    """Validate the candidate inputs (located errors) without listing every complex, and
+    return the IDs of the proteins the candidates use (sorted): the workflow does this when
+    it starts (all-vs-all of 450 proteins is 10^5 complexes) and makes their MSAs."""
+    mode = candidates["mode"]
+    if mode == "pairs":
+        used = {c.protein_id for complex_ in load_candidates(candidates, proteins, base)
+                for c in complex_.chains}
+        return sorted(used)
+    lists = {key: read_id_list(str((base / candidates[key]).resolve()), proteins)
+             for key in ("ids", "baits", "library") if candidates.get(key)}
+    if mode == "all_vs_all":
+        return sorted(lists.get("ids", proteins))
+    return sorted(set(lists["baits"]) | set(lists.get("library", proteins)))
 
 
 def load_candidates(candidates: dict, proteins: dict[str, Protein], base: Path) -> list[Complex]:

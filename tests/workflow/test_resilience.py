@@ -87,3 +87,44 @@ def test_predict_job_killed_then_workflow_rerun(tmp_path, foldcp_cache):
     complexes = pd.read_parquet(results / "complexes.parquet")
     assert len(complexes) == 3 * 2 and not complexes.duplicated(["complex_id", "sample"]).any()
     assert "results check passed" in (results / "logs" / "check_results.log").read_text()
+
+
+def test_adding_complexes_reruns_only_what_is_new(tmp_path, foldcp_cache):
+    """A screen grows: the re-plan keeps the existing batches, so only the new batch is folded
+    and analysed, no existing MSA is redone, and the merge reads only the new batch's tables."""
+    root = make_workspace(tmp_path, known_interactions=None)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["plan"]["batch"] = {"max_complexes": 1, "max_tokens": 20000}
+    config["export"] = {"enabled": False}
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "pairs.tsv").write_text("chains\nP69905;P68871\nP00441:2\n")
+    result = snakemake(root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = root / "results"
+    old_batches = pd.read_parquet(results / "plan" / "plan.parquet").set_index("complex_id")["batch_id"]
+
+    def stamps():
+        files = [*results.glob("predictions/batches/*.parquet"), *results.glob("metrics/*.parquet"),
+                 *results.glob("msa/*.a3m"), *results.glob("predictions/*/done.json")]
+        return {str(p.relative_to(results)): p.stat().st_mtime_ns for p in files}
+
+    before = stamps()
+    with open(root / "pairs.tsv", "a") as pairs:
+        pairs.write("P11540;P62805\n")
+    result = snakemake(root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    plan = pd.read_parquet(results / "plan" / "plan.parquet").set_index("complex_id")["batch_id"]
+    assert (plan[old_batches.index] == old_batches).all()
+    new_batch = plan["P11540__P62805"]
+    assert new_batch not in set(old_batches)
+    after = stamps()
+    assert {k: after[k] for k in before} == before  # nothing old was redone
+    assert sorted(set(after) - set(before)) == sorted([
+        f"predictions/batches/{new_batch}.parquet", "predictions/P11540__P62805/done.json",
+        "msa/P11540.a3m", "msa/P62805.a3m",
+        *(f"metrics/{new_batch}.{t}.parquet" for t in
+          ("complexes", "chain_pairs", "interface_residues", "failures"))])
+    merge_log = (results / "logs" / "merge.log").read_text()
+    assert "batch tables: 1 of 3 batches read, 2 from the merge cache" in merge_log
+    check = json.loads((results / "check.json").read_text())
+    assert check["ok"] and check["with_results"] == 3

@@ -19,9 +19,10 @@ CANDIDATE_FILES = {
     "bait_vs_library": ["baits", "library"],
 }[config["candidates"]["mode"]]
 
+_CANDIDATE_PROTEINS = []
 if workflow.is_main_process:
     # Bad input stops the workflow before any job runs, with the file, line and problem.
-    check_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
+    _CANDIDATE_PROTEINS = check_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
 
 
 def candidate_inputs():
@@ -61,12 +62,12 @@ def all_batches():
     return sorted(plan_index())
 
 
-def planned_msas(wildcards):
-    """The MSA file of every protein in the plan (inputs of the MSA index)."""
-    proteins = set()
-    for _, names in plan_index().values():
-        proteins.update(names)
-    return [f"{OUT}/msa/{protein}.a3m" for protein in sorted(proteins)]
+def candidate_msas(wildcards):
+    """The MSA file of every protein the candidates use (inputs of the MSA index). Known from
+    the inputs, not the plan: the MSAs need not wait for the plan checkpoint."""
+    proteins = _CANDIDATE_PROTEINS or check_candidates(
+        config["candidates"], read_fasta(config["proteins"]), Path.cwd())
+    return [f"{OUT}/msa/{protein}.a3m" for protein in proteins]
 
 
 def batch_members(wildcards):

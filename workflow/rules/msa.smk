@@ -19,12 +19,10 @@ rule msa:
         "--out {output} > {log} 2>&1"
 
 
-# One index of the plan's MSAs, which every predict job waits for. Per-protein MSA inputs
-# would give each batch ~100 DAG edges in an all-vs-all screen (169,000 for 2,000 batches:
-# minutes of DAG building); a batch needs a large share of the proteome's MSAs anyway.
+# One index of the candidates' MSAs, an input of the plan checkpoint (plan.smk says why).
 rule msa_index:
     input:
-        planned_msas,
+        candidate_msas,
     output:
         f"{OUT}/msa/index.tsv",
     log:

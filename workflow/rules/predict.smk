@@ -2,14 +2,13 @@
 # run as P processes (torchrun here; srun under Slurm) that fold one complex together by
 # context parallelism. If such a run fails, the failure is recorded in the batch's status
 # table instead of leaving the batch missing.
-# A re-plan rewrites plan.parquet and the MSA index but keeps existing batches
-# (foldcp/plan/plan.py): both are `ancient` here, and `members` re-runs only a batch whose
-# complexes changed.
+# The plan runs after every MSA (plan.smk), so a batch finds its MSAs. A re-plan rewrites
+# plan.parquet but keeps existing batches (foldcp/plan/plan.py): the plan is `ancient` here,
+# and `members` re-runs only a batch whose complexes changed.
 rule predict:
     input:
         config=RESOLVED_CONFIG,
         plan=ancient(f"{OUT}/plan/plan.parquet"),
-        msas=ancient(f"{OUT}/msa/index.tsv"),
     output:
         status=f"{OUT}/predictions/batches/{{batch}}.parquet",
     params:
