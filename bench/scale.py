@@ -114,6 +114,7 @@ class Results:
         self.out, self.meta, self.rows = out, meta, []
 
     def add(self, stage: str, what: str, **values) -> None:
+        values["load_1min"] = round(os.getloadavg()[0], 2)  # the machine is shared
         row = {"stage": stage, "what": what} | values
         self.rows.append(row)
         print(f"  {stage:8} {what:58} " + "  ".join(f"{k}={v}" for k, v in values.items()), flush=True)
@@ -453,8 +454,7 @@ def main() -> None:
     out = None if args.no_record else (args.out or REPO / "bench" / "results" /
                                        f"{date.today().isoformat()}_cpu_{sha}_scale.jsonl")
     meta = {"date": date.today().isoformat(), "commit": sha, "cpus": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "load_1min": round(os.getloadavg()[0], 2), "proteins": args.proteins}
+            "machine": platform.processor() or platform.machine(), "proteins": args.proteins}
     results = Results(out, meta)
     print(f"work folder {work}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     try:

@@ -38,23 +38,19 @@ _PLAN_INDEX = {}
 
 
 def plan_index():
-    """The plan by batch: {batch_id: (complex IDs, proteins)}, read once per version of the
-    plan file. Input functions and params run for every job, and a proteome screen has
-    thousands of batches over a plan of 10^5 rows: reading the plan each time would take
-    minutes."""
+    """The plan's complex IDs by batch, read once per version of the plan file. Input
+    functions and params run for every job, and a proteome screen has thousands of batches
+    over a plan of 10^5 rows: reading the plan each time would take minutes."""
     plan_file = checkpoints.plan.get().output.plan
     stat = os.stat(plan_file)
     key = (plan_file, stat.st_mtime_ns, stat.st_size)
     if _PLAN_INDEX.get("key") != key:
-        plan = pd.read_parquet(plan_file, columns=["complex_id", "batch_id", "proteins"])
-        index = {}
-        for complex_id, batch, proteins in zip(plan["complex_id"], plan["batch_id"], plan["proteins"]):
-            members, names = index.setdefault(batch, ([], set()))
-            members.append(complex_id)
-            names.update(proteins)
+        plan = pd.read_parquet(plan_file, columns=["complex_id", "batch_id"])
+        members = {}
+        for complex_id, batch in zip(plan["complex_id"], plan["batch_id"]):
+            members.setdefault(batch, []).append(complex_id)
         _PLAN_INDEX.clear()
-        _PLAN_INDEX.update(key=key, batches={
-            batch: (sorted(members), sorted(names)) for batch, (members, names) in index.items()})
+        _PLAN_INDEX.update(key=key, batches={batch: sorted(ids) for batch, ids in members.items()})
     return _PLAN_INDEX["batches"]
 
 
@@ -74,7 +70,7 @@ def batch_members(wildcards):
     """A digest of the batch's complex IDs. As a param of `predict` it re-runs a batch whose
     members changed, while a re-plan that leaves a batch as it was (the plan file is
     `ancient` there) does not re-run it."""
-    members = "\n".join(plan_index()[wildcards.batch][0])
+    members = "\n".join(plan_index()[wildcards.batch])
     return hashlib.sha1(members.encode()).hexdigest()[:16]
 
 
