@@ -139,8 +139,7 @@ def write_proteome(path: Path, count: int, seed: int = 0, prefix: str = "Q") -> 
             sequence = "".join(rng.choice(AMINO, length))
             handle.write(f">sp|{accession}|SYN{index}_HUMAN Synthetic protein {index} OS=Homo "
                          f"sapiens OX=9606\n")
-            for start in range(0, length, 60):
-                handle.write(sequence[start:start + 60] + "\n")
+            handle.writelines(sequence[start:start + 60] + "\n" for start in range(0, length, 60))
             lengths[accession] = length
     return lengths
 
@@ -321,7 +320,12 @@ def analysed_templates(work: Path, results: Results, count: int = 6) -> list[dic
 def write_metrics(plan: pd.DataFrame, lengths: dict[str, int], templates: list[dict],
                   metrics: Path, batches: list[str]) -> None:
     """Per-batch metric tables for the plan's complexes in `batches`, from the templates."""
-    from foldcp.analyze.tables import COMPLEX_COLUMNS, FAILURE_COLUMNS, INTERFACE_COLUMNS, PAIR_COLUMNS
+    from foldcp.analyze.tables import (
+        COMPLEX_COLUMNS,
+        FAILURE_COLUMNS,
+        INTERFACE_COLUMNS,
+        PAIR_COLUMNS,
+    )
 
     metrics.mkdir(parents=True, exist_ok=True)
     wanted = set(batches)

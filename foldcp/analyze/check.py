@@ -131,10 +131,10 @@ def check_results(plan_dir: str | Path, results_dir: str | Path) -> dict:
             f"{plan_dir} exactly once:\n  " + "\n  ".join(problems))
     return {
         "candidates": len(candidates),
-        "planned": int(len(plan)),
+        "planned": len(plan),
         "with_results": len(with_results),
-        "failed": int(len(failures)),
-        "skipped": int(len(skipped)),
+        "failed": len(failures),
+        "skipped": len(skipped),
         "rows": rows,
     }
 

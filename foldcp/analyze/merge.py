@@ -38,8 +38,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foldcp.analyze.tables import (
-    COMPLEX_COLUMNS, FAILURE_COLUMNS, INTERFACE_COLUMNS, PAIR_COLUMNS, SCHEMA_VERSION,
-    annotate_known, ranked_table, read_known_interactions,
+    COMPLEX_COLUMNS,
+    FAILURE_COLUMNS,
+    INTERFACE_COLUMNS,
+    PAIR_COLUMNS,
+    SCHEMA_VERSION,
+    annotate_known,
+    ranked_table,
+    read_known_interactions,
 )
 from foldcp.io import atomic_path, output_error, write_json, write_parquet, write_tsv
 

@@ -97,7 +97,7 @@ class UnreadableOutput(Exception):
 def _reading(*paths: Path):
     try:
         yield
-    except Exception as error:  # noqa: BLE001 - re-raised with the file it came from
+    except Exception as error:
         names = " / ".join(p.name for p in paths)
         raise UnreadableOutput(f"{names}: {type(error).__name__}: {error}") from error
 

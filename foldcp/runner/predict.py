@@ -40,7 +40,11 @@ from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
 from foldcp.runner.featurize import featurize
 from foldcp.runner.outputs import (
-    clear_unfinished, confidence_summary, is_done, write_done, write_sample,
+    clear_unfinished,
+    confidence_summary,
+    is_done,
+    write_done,
+    write_sample,
 )
 
 STATUS_COLUMNS = ["batch_id", "complex_id", "status", "error", "runtime_s", "device", "untrained"]

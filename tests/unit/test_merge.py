@@ -13,7 +13,10 @@ from foldcp.analyze import merge as merge_module
 from foldcp.analyze.check import ResultsError, check_results
 from foldcp.analyze.merge import TABLES, merge_tables, stream_concat, write_batch_tables
 from foldcp.analyze.tables import (
-    COMPLEX_COLUMNS, FAILURE_COLUMNS, INTERFACE_COLUMNS, PAIR_COLUMNS,
+    COMPLEX_COLUMNS,
+    FAILURE_COLUMNS,
+    INTERFACE_COLUMNS,
+    PAIR_COLUMNS,
 )
 from foldcp.io import write_parquet
 
@@ -195,7 +198,7 @@ def test_incremental_merge_reads_only_new_batches_and_equals_a_full_merge(screen
 
 
 def test_a_cache_that_does_not_match_its_manifest_is_not_used(screen):
-    root, metrics, read = screen
+    root, metrics, _ = screen
     batches = [f"g1-{i:05d}" for i in range(12)]
     write_plan(root / "plan", dict.fromkeys(batches, 4))
     merge(root, metrics, batches, "inc")

@@ -90,19 +90,18 @@ def test_batch_killed_midway_resumes_without_redoing_or_duplicating(tmp_path, fo
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "foldcp.cli", "predict", "--config", str(root / "config.yaml"),
                "--plan", str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")]
-    log = open(tmp_path / "predict.log", "w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 600
-        while not list((root / "pred").glob("*/done.json")):
-            assert proc.poll() is None, (tmp_path / "predict.log").read_text()[-3000:]
-            assert time.time() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
+    with open(tmp_path / "predict.log", "w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 600
+            while not list((root / "pred").glob("*/done.json")):
+                assert proc.poll() is None, (tmp_path / "predict.log").read_text()[-3000:]
+                assert time.time() < deadline
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
     status = root / "pred" / "batches" / f"{batch}.parquet"
     assert not status.exists(), "the batch finished before it was killed"
     finished = [c for c in COMPLEXES if (root / "pred" / c / "done.json").exists()]
@@ -231,7 +230,7 @@ def test_disk_full_stops_the_batch_with_a_clear_error_and_leaves_nothing_half_wr
 
 
 def test_unwritable_output_folder_is_a_clear_error_from_the_command(planned, capsys):
-    config, root, batch = planned
+    _, root, batch = planned
     (root / "pred").write_text("a file where the predictions folder should be\n")
     code = cli.main(["predict", "--config", str(root / "config.yaml"), "--plan",
                      str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")])
@@ -244,8 +243,9 @@ def test_unwritable_output_folder_is_a_clear_error_from_the_command(planned, cap
 
 def test_merge_out_of_space_keeps_the_previous_outputs(tmp_path, monkeypatch):
     """A merge that cannot write leaves the previous, consistent outputs (and its cache)."""
-    from foldcp.analyze.merge import merge_tables, write_batch_tables
     from test_merge import ANALYSIS, screen_batch, write_plan
+
+    from foldcp.analyze.merge import merge_tables, write_batch_tables
 
     metrics, results = tmp_path / "metrics", tmp_path / "results"
     for index in range(3):

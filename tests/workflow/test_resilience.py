@@ -46,25 +46,25 @@ def test_predict_job_killed_then_workflow_rerun(tmp_path, foldcp_cache):
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     (root / "pairs.tsv").write_text("chains\nP69905;P68871\nP00441:2\nP11540;P62805\n")
     predictions = root / "results" / "predictions"
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=root, stdout=log, stderr=subprocess.STDOUT)
     killed = []
-    try:
-        deadline = time.time() + 900
-        while not list(predictions.glob("*/done.json")):
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.time() < deadline
-            time.sleep(0.01)
-        for pid in descendants(first.pid):
-            args = cmdline(pid)
-            if args and os.path.basename(args[0]).startswith("python") and "predict" in args:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-        first.wait(timeout=600)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        log.close()
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen([*SNAKEMAKE, "--cores", "1"], cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 900
+            while not list(predictions.glob("*/done.json")):
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                assert time.time() < deadline
+                time.sleep(0.01)
+            for pid in descendants(first.pid):
+                args = cmdline(pid)
+                if args and os.path.basename(args[0]).startswith("python") and "predict" in args:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            first.wait(timeout=600)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
     assert killed, "no predict process found"
     assert first.returncode != 0  # the batch job failed
     batch_status = list((predictions / "batches").glob("*.parquet")) if (predictions / "batches").exists() else []
