@@ -7,6 +7,10 @@ on the r×c grid. Only each rank's own pair block is ever created.
 
     python bench/pairformer_layer.py --tokens 1024 2048 --out bench/out.jsonl
     torchrun --nproc-per-node 2 bench/pairformer_layer.py --tokens 1024 2048 --out bench/out.jsonl
+
+--profile adds, per N, one profiled call of foldcp's layer: GPU time per sub-layer (the
+record_function labels in foldcp/distributed/pairformer.py) and the top kernels, printed and
+written as JSON lines (kind "profile") to --out.
 """
 
 from __future__ import annotations
@@ -43,12 +47,43 @@ def timed(fn, repeat: int, device) -> tuple[float, float]:
     return (time.perf_counter() - started) / repeat, peak
 
 
+def profile_call(fn, device, top: int = 12) -> dict:
+    """GPU (or CPU) milliseconds per foldcp.* sub-layer label and for the top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = prof.key_averages()
+
+    def device_ms(event) -> float:
+        total = getattr(event, "device_time_total", None)
+        if total is None:
+            total = getattr(event, "cuda_time_total", 0.0)
+        return (total if device.type == "cuda" else event.cpu_time_total) / 1e3
+
+    def self_device_ms(event) -> float:
+        total = getattr(event, "self_device_time_total", None)
+        if total is None:
+            total = getattr(event, "self_cuda_time_total", 0.0)
+        return (total if device.type == "cuda" else event.self_cpu_time_total) / 1e3
+
+    labels = {e.key: round(device_ms(e), 2) for e in events if e.key.startswith("foldcp.")}
+    kernels = sorted((e for e in events if not e.key.startswith("foldcp.")), key=self_device_ms,
+                     reverse=True)[:top]
+    return {"sublayers_ms": labels,
+            "top_ops_ms": {e.key[:80]: round(self_device_ms(e), 2) for e in kernels}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, nargs="+", required=True)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--grid", default=None, help="RxC (default: factor the world size)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     rows = cols = None
     if args.grid:
@@ -93,11 +128,22 @@ def main() -> None:
             results.append(row)
             if grid.rank == 0:
                 print(json.dumps(row), flush=True)
+            if args.profile and name == "foldcp" and not row.get("oom"):
+                with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                             enabled=device.type == "cuda"):
+                    prof = profile_call(fn, device)
+                prof_row = {"kind": "profile", "impl": name, "tokens": n,
+                            "grid": row["grid"], "card": row["card"]} | prof
+                results.append(prof_row)
+                if grid.rank == 0:
+                    print(json.dumps(prof_row), flush=True)
         del z, s, mask, pair_mask
         torch.cuda.empty_cache()
     if grid.rank == 0:
         print(f"{'impl':14} {'grid':5} {'N':>6} {'s/layer':>9} {'GiB/GPU':>8}")
         for row in results:
+            if row.get("kind") == "profile":
+                continue
             print(f"{row['impl']:14} {row['grid']:5} {row['tokens']:6d} "
                   f"{row['seconds_per_layer'] or float('nan'):9.4f} {row['peak_gib_per_gpu'] or float('nan'):8.3f}")
         if args.out:

@@ -257,16 +257,27 @@ def stage_dryrun(work: Path, env: dict, results: Results) -> None:
     shutil.rmtree(work / "results", ignore_errors=True)
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     config = timed(snakemake + ["results/config.yaml"], work, env, work / "logs" / "sm_config.log")
-    # the MSAs (msa.mode none: the query alone) written here as `foldcp msa` writes them, and
-    # their index as the msa_index rule does, instead of 450 one-protein jobs before the plan
-    from foldcp.inputs import read_fasta
+    # the MSAs (msa.mode none: the query alone) and their records written here by the code
+    # `foldcp msa` runs, and their index as the msa_index rule writes it, instead of 450
+    # one-protein jobs before the plan
+    import yaml
 
+    from foldcp.config import validate_config
+    from foldcp.inputs import read_fasta
+    from foldcp.io import write_json
+    from foldcp.msa import compute_msa
+
+    resolved = validate_config(yaml.safe_load((work / "results" / "config.yaml").read_text()))
+    resolved["proteins"] = str(work / resolved["proteins"])
     msa_dir = work / "results" / "msa"
     msa_dir.mkdir(parents=True, exist_ok=True)
     index = []
     for protein in read_fasta(work / "proteome.fasta").values():
-        (msa_dir / f"{protein.id}.a3m").write_text(f">{protein.id}\n{protein.sequence}\n")
-        index.append(f"{protein.id}\tresults/msa/{protein.id}.a3m\n")
+        a3m, record = msa_dir / f"{protein.id}.a3m", msa_dir / f"{protein.id}.json"
+        msa, fields = compute_msa(resolved, protein, a3m)
+        a3m.write_text(msa.to_a3m())
+        write_json(record, fields)
+        index.append(f"{protein.id}\tresults/msa/{protein.id}.a3m\tresults/msa/{protein.id}.json\n")
     (msa_dir / "index.tsv").write_text("".join(index))
     measured = timed(snakemake + ["results/plan/plan.parquet"], work, env, work / "logs" / "sm_plan.log")
     plan = pd.read_parquet(work / "results" / "plan" / "plan.parquet", columns=["batch_id"])

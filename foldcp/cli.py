@@ -36,25 +36,61 @@ def cmd_msa(args) -> None:
     from foldcp.msa import write_msa
 
     config = _config(args.config)
-    write_msa(config, args.protein, args.out)
+    if args.threads:
+        config["msa"]["mmseqs"]["threads"] = args.threads
+    record = write_msa(config, args.protein, args.out, args.record, args.mmseqs_db)
+    print(f"{args.protein}: {record['depth']} sequences ({record['mode']}"
+          f"{', single-sequence fallback: ' + record['reason'] if record['fallback'] else ''}"
+          f"{', cached' if record['cached'] else ''}) -> {args.out}")
 
 
-def cmd_predict(args) -> None:
+def cmd_msa_db(args) -> None:
+    from foldcp.msa import mmseqs
+
+    config = _config(args.config)
+    settings = config["msa"]["mmseqs"]
+    if not settings["database"] or not mmseqs.is_fasta(settings["database"]):
+        raise mmseqs.MmseqsError("msa.mmseqs.database is not a FASTA file: nothing to build")
+    mmseqs.check_database(settings["database"])
+    out = args.out or mmseqs.target_database(config)
+    mmseqs.create_database(mmseqs.find_binary(settings["binary"]), settings["database"], out)
+    print(f"MMseqs2 database of {settings['database']} -> {out}")
+
+
+def _retry_exit(table, args) -> int:
+    """RETRY_EXIT_CODE when a complex ran out of memory on a grid that is not the last."""
+    from foldcp.runner.predict import RETRY_EXIT_CODE, wants_retry
+
+    if wants_retry(table, args.final):
+        oom = sorted(table.loc[table["status"] == "out_of_memory", "complex_id"])
+        print(f"batch {args.batch}: out of memory on this grid ({', '.join(oom)}): "
+              f"retry on the next grid (exit {RETRY_EXIT_CODE})", flush=True)
+        return RETRY_EXIT_CODE
+    return 0
+
+
+def cmd_predict(args) -> int:
     from foldcp.runner.predict import run_batch
 
     config = _config(args.config)
     if args.checkpoint:
         config["model"]["checkpoint"] = args.checkpoint
-    table = run_batch(config, args.plan, args.batch, args.out)
+    table = run_batch(config, args.plan, args.batch, args.out, args.msa_dir, grid=args.grid,
+                      final=args.final)
+    if table.empty:  # a grid rank other than the writer
+        return 0
     counts = table["status"].value_counts().to_dict()
     print(f"batch {args.batch}: {counts}")
+    return _retry_exit(table, args)
 
 
-def cmd_record_failure(args) -> None:
+def cmd_record_failure(args) -> int:
     from foldcp.runner.predict import record_failure
 
-    table = record_failure(args.plan, args.batch, args.out, args.error)
+    table = record_failure(args.plan, args.batch, args.out, args.error, since=args.since,
+                           grid=args.grid, final=args.final)
     print(f"batch {args.batch}: {table['status'].value_counts().to_dict()}")
+    return _retry_exit(table, args)
 
 
 def cmd_analyze(args) -> None:
@@ -154,18 +190,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="plan folder")
     p = add("msa", cmd_msa, "write the MSA of one protein")
     p.add_argument("--protein", required=True)
-    p.add_argument("--out", required=True, help="MSA file to write")
+    p.add_argument("--out", required=True, help="MSA file to write (.a3m)")
+    p.add_argument("--record", help="its record (JSON); default: --out with .json")
+    p.add_argument("--mmseqs-db", help="MMseqs2 database to search (default: from the config)")
+    p.add_argument("--threads", type=int, help="override msa.mmseqs.threads")
+    p = add("msa-db", cmd_msa_db, "build the MMseqs2 database of a FASTA msa.mmseqs.database")
+    p.add_argument("--out", help="database prefix (default: {output_dir}/msa/db/target)")
     p = add("predict", cmd_predict, "fold one plan batch")
     p.add_argument("--plan", required=True, help="plan.parquet")
     p.add_argument("--batch", required=True, help="batch_id")
     p.add_argument("--out", required=True, help="predictions folder")
     p.add_argument("--checkpoint", help="override model.checkpoint (auto | demo | PATH)")
+    p.add_argument("--msa-dir", help="per-protein MSAs (default: {output_dir}/msa)")
+
+    def attempt_args(p):
+        p.add_argument("--grid", type=int, help="GPUs (ranks) of this run (default: the plan's)")
+        p.add_argument("--retry-on-oom", dest="final", action="store_false",
+                       help="a larger grid is left: if a complex runs out of memory, write no "
+                            "status table and exit 75 so the workflow retries on it")
+
+    attempt_args(p)
     p = add("record-failure", cmd_record_failure,
             "status table for a batch whose (multi-rank) run failed")
     p.add_argument("--plan", required=True)
     p.add_argument("--batch", required=True)
     p.add_argument("--out", required=True, help="predictions folder")
     p.add_argument("--error", required=True, help="what failed")
+    p.add_argument("--since", type=float,
+                   help="start of the failed run (epoch seconds): older error logs are ignored")
+    attempt_args(p)
     p = add("analyze", cmd_analyze, "result tables of one batch")
     p.add_argument("--batch", required=True)
     p.add_argument("--status", required=True, help="the batch's status table")
@@ -212,11 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except FoldcpError as error:
         print(f"foldcp {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ def validate_config(config: dict) -> dict:
             raise ConfigError(
                 f"config key candidates.{key}: required when candidates.mode is {candidates['mode']}"
             )
+    msa = config["msa"]
+    for mode, section, key in (("precomputed", "precomputed", "dir"), ("mmseqs", "mmseqs", "database")):
+        if msa["mode"] == mode and not msa[section].get(key):
+            raise ConfigError(f"config key msa.{section}.{key}: required when msa.mode is {mode}")
     grids = config["plan"]["grids"]
     if sorted(set(grids)) != grids:
         raise ConfigError("config key plan.grids: must be strictly increasing GPU counts")

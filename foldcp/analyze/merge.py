@@ -303,6 +303,12 @@ def merge_tables(
     for name in ("complexes", "failures"):
         frame = pq.read_table(new_cache[name]).to_pandas()
         tables[name] = frame if len(frame) else pd.DataFrame(columns=TABLES[name])
+    # planned complexes with neither results nor a failure row: failures with status `missing`
+    # (from the plan, after the batch tables: the same for a full and an incremental merge)
+    tables["failures"] = add_missing(
+        tables["failures"], tables["complexes"],
+        pd.read_parquet(Path(plan_dir) / "plan.parquet", columns=["complex_id", "batch_id"]),
+        [s.batch for s in sources])
     tables["complexes"] = annotate_known(tables["complexes"], read_known_interactions(known_interactions))
     tables["skipped"] = pd.read_parquet(Path(plan_dir) / "skipped.parquet")
     ranked = ranked_table(tables["complexes"], analysis["confident"])
@@ -344,6 +350,22 @@ def merge_tables(
         shutil.rmtree(work, ignore_errors=True)
     tables["stats"] = stats
     return tables
+
+
+def add_missing(failures: pd.DataFrame, complexes: pd.DataFrame, plan: pd.DataFrame,
+                batches: list[str]) -> pd.DataFrame:
+    """No planned complex goes silently missing: one that has neither results nor a failure
+    row (its batch's status table left it out) becomes a failure with status ``missing``."""
+    planned = plan[plan["batch_id"].isin(batches)]
+    seen = set(complexes["complex_id"]) | set(failures["complex_id"])
+    lost = planned[~planned["complex_id"].isin(seen)]
+    if lost.empty:
+        return failures
+    rows = pd.DataFrame({
+        "complex_id": lost["complex_id"], "batch_id": lost["batch_id"], "status": "missing",
+        "error": "no result and no failure recorded in its batch's status table"})
+    rows = rows[FAILURE_COLUMNS].reset_index(drop=True)
+    return rows if failures.empty else pd.concat([failures, rows], ignore_index=True)
 
 
 def write_batch_tables(tables: dict[str, pd.DataFrame], metrics_dir: str | Path, batch_id: str) -> None:

@@ -102,6 +102,18 @@ def _reading(*paths: Path):
         raise UnreadableOutput(f"{names}: {type(error).__name__}: {error}") from error
 
 
+def msa_summary(manifest: dict) -> dict:
+    """msa_mode, msa_depth (the shallowest chain's own MSA rows, 1 = single sequence) and
+    msa_fallback (a chain that had no MSA ran single-sequence) from done.json."""
+    msa = manifest.get("msa") or {}
+    chains = msa.get("chains") or []
+    return {
+        "msa_mode": msa.get("mode", "none"),
+        "msa_depth": min((int(c["protein_msa_rows"]) for c in chains), default=1),
+        "msa_fallback": any(bool(c.get("fallback")) for c in chains),
+    }
+
+
 def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[dict], list[dict], list[dict]]:
     """Rows of the complexes, chain_pairs and interface_residues tables for one finished complex."""
     with _reading(directory / "done.json"):
@@ -137,7 +149,7 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
             "complex_iplddt": confidence["complex_iplddt"],
             "confidence_score": confidence["confidence_score"],
             "mean_plddt": float(plddt.mean()),
-        } | _pair_summary(report.pairs)
+        } | msa_summary(manifest) | _pair_summary(report.pairs)
         row |= {
             "ranking_score": ranking_score(row, weights),
             "best_sample": False,
@@ -164,7 +176,7 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
 
 COMPLEX_COLUMNS = [
     "complex_id", "chains", "batch_id", "sample", "proteins", "num_chains", "chain_lengths",
-    "tokens", "iptm", "ptm", "complex_plddt", "complex_iplddt", "confidence_score", "mean_plddt",
+    "tokens", "msa_mode", "msa_depth", "msa_fallback", "iptm", "ptm", "complex_plddt", "complex_iplddt", "confidence_score", "mean_plddt",
     "ipsae", "ipsae_d0chn", "ipsae_d0dom", "pdockq", "pdockq2", "lis", "lia", "interface_plddt",
     "interchain_contacts", "heavy_atom_contacts", "clashes", "ranking_score", "best_sample",
     "untrained", "model_path", "pae_path", "plddt_path",

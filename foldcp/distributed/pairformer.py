@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.layout import Layout, rowwise
@@ -34,14 +35,20 @@ class DistPairStack(nn.Module):
     def forward(self, z, pair_mask, layout: Layout):
         batch, length, device = z.shape[0], layout.n_real, z.device
         replay_dropout_draw(batch, length, device)
-        z = z + self.tri_mul_out(z, pair_mask, layout)
+        # record_function labels let bench/pairformer_layer.py --profile split the time
+        with record_function("foldcp.tri_mul_out"):
+            z = z + self.tri_mul_out(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device)
-        z = z + self.tri_mul_in(z, pair_mask, layout)
+        with record_function("foldcp.tri_mul_in"):
+            z = z + self.tri_mul_in(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device)
-        z = z + self.tri_att_start(z, pair_mask, layout)
+        with record_function("foldcp.tri_att_start"):
+            z = z + self.tri_att_start(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device, columnwise=True)
-        z = z + self.tri_att_end(z, pair_mask, layout)
-        return z + rowwise(self.serial.transition_z, z, expansion=4)
+        with record_function("foldcp.tri_att_end"):
+            z = z + self.tri_att_end(z, pair_mask, layout)
+        with record_function("foldcp.transition_z"):
+            return z + rowwise(self.serial.transition_z, z, expansion=4)
 
 
 class DistPairformerLayer(nn.Module):
@@ -55,7 +62,7 @@ class DistPairformerLayer(nn.Module):
         """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block."""
         m = self.serial
         z = self.pair_stack(z, pair_mask, layout)
-        with torch.autocast("cuda", enabled=False):
+        with torch.autocast("cuda", enabled=False), record_function("foldcp.attention_pair_bias"):
             s_normed = m.pre_norm_s(s.float())
             s = s.float() + self.attention(s_normed, z.float(), mask.float(), s_normed, layout)
             s = s + m.transition_s(s)

@@ -4,13 +4,19 @@ We call the pieces `boltz predict` uses (parse_boltz_schema → Boltz2Tokenizer 
 Boltz2Featurizer → collate) directly instead of its DataModule: the DataModule prints and
 silently substitutes another example when featurization fails, and a screen must record the
 failure of the complex that failed.
+
+MSAs: with ``msa.mode: none`` every chain is ``msa: empty`` (single sequence). Otherwise each
+chain entity's MSA is assembled from its protein's MSA (`foldcp.msa.assemble`) into a
+Boltz-style CSV in a scratch folder, named as the entity's ``msa`` in the schema, and read
+with Boltz's own CSV parser, as `boltz predict` does with the CSVs it writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +31,23 @@ class Featurized:
     features: dict  # collated batch of one (tensors on CPU, plus "record")
     structure: object  # boltz StructureV2 of the input (for writing mmCIF)
     chains: list[dict]  # per Boltz chain: {"chain": "A", "protein_id", "start", "end", "entity"}
+    msa: list[dict] = field(default_factory=list)  # per Boltz chain: its MSA input (see featurize)
 
 
-def boltz_schema(complex_: Complex, proteins: dict[str, Protein]) -> tuple[dict, list[dict]]:
-    """The Boltz input schema (as a YAML file would hold it) and the chain map."""
+def boltz_schema(
+    complex_: Complex, proteins: dict[str, Protein], msa_paths: list | None = None
+) -> tuple[dict, list[dict]]:
+    """The Boltz input schema (as a YAML file would hold it) and the chain map.
+
+    `msa_paths` gives each chain entity's MSA file; None = single sequence (``empty``).
+    """
     sequences = []
     chain_map = []
     names = iter(name for name, _ in complex_.chain_instances())
     for entity, chain in enumerate(complex_.chains):
         ids = [next(names) for _ in range(chain.copies)]
-        sequences.append({"protein": {"id": ids, "sequence": chain.residues(proteins), "msa": "empty"}})
+        msa = str(msa_paths[entity]) if msa_paths else "empty"
+        sequences.append({"protein": {"id": ids, "sequence": chain.residues(proteins), "msa": msa}})
         for name in ids:
             chain_map.append({
                 "chain": name, "protein_id": chain.protein_id,
@@ -46,9 +59,25 @@ def boltz_schema(complex_: Complex, proteins: dict[str, Protein]) -> tuple[dict,
 
 
 def featurize(
-    complex_: Complex, proteins: dict[str, Protein], mol_dir: Path, canonicals: dict
+    complex_: Complex, proteins: dict[str, Protein], mol_dir: Path, canonicals: dict,
+    msa_store=None, msa_settings: dict | None = None,
 ) -> Featurized:
-    """Parse, tokenize and featurize one complex exactly as Boltz-2 inference does."""
+    """Parse, tokenize and featurize one complex exactly as Boltz-2 inference does.
+
+    With `msa_store` (a foldcp.msa.assemble.MsaStore) and `msa_settings` (config ``msa``),
+    the chains get their assembled MSAs; without, they are single sequence.
+    """
+    if msa_store is None or msa_settings is None or msa_settings["mode"] == "none":
+        return _featurize(complex_, proteins, mol_dir, canonicals, None, None)
+    from foldcp.msa.assemble import assemble
+
+    with tempfile.TemporaryDirectory(prefix=f"foldcp-msa-{complex_.id[:40]}-") as scratch:
+        chain_msas = assemble(complex_, proteins, msa_store, msa_settings, scratch)
+        return _featurize(complex_, proteins, mol_dir, canonicals, chain_msas,
+                          msa_settings["max_seqs"])
+
+
+def _featurize(complex_, proteins, mol_dir, canonicals, chain_msas, max_seqs) -> Featurized:
     from boltz.data import const
     from boltz.data.feature.featurizerv2 import Boltz2Featurizer
     from boltz.data.module.inferencev2 import collate
@@ -56,13 +85,36 @@ def featurize(
     from boltz.data.tokenize.boltz2 import Boltz2Tokenizer
     from boltz.data.types import Input
 
-    schema, chain_map = boltz_schema(complex_, proteins)
+    from boltz.data.parse.csv import parse_csv
+
+    paths = [c.path for c in chain_msas] if chain_msas else None
+    schema, chain_map = boltz_schema(complex_, proteins, paths)
     # Boltz echoes a warning for every single-sequence chain; keep job logs readable.
     with contextlib.redirect_stdout(io.StringIO()):
         target = parse_boltz_schema(complex_.id, schema, canonicals, mol_dir, boltz_2=True)
     record = target.record
+    msas, msa_summary = {}, []
+    if chain_msas:
+        # as boltz predict's process_input: one parsed MSA per file, named {record}_{index}
+        parsed, names = {}, {}
+        for chain in record.chains:
+            if chain.msa_id == -1:
+                continue
+            key = str(chain.msa_id)
+            if key not in parsed:
+                parsed[key] = parse_csv(Path(key), max_seqs=max_seqs)
+                names[key] = f"{record.id}_{len(names)}"
+            msas[chain.chain_id] = parsed[key]
+            chain.msa_id = names[key]
+        for info, entity_msa in zip(chain_map, (chain_msas[c["entity"]] for c in chain_map)):
+            msa_summary.append({
+                "chain": info["chain"], "protein_id": entity_msa.protein_id,
+                "rows": entity_msa.rows, "paired_rows": entity_msa.paired,
+                "protein_msa_rows": entity_msa.source_depth, "mode": entity_msa.mode,
+                "fallback": entity_msa.fallback,
+            })
     input_data = Input(
-        target.structure, {}, record=record, residue_constraints=target.residue_constraints,
+        target.structure, msas, record=record, residue_constraints=target.residue_constraints,
         templates=None, extra_mols=target.extra_mols,
     )
     tokenized = Boltz2Tokenizer().tokenize(input_data)
@@ -86,4 +138,4 @@ def featurize(
         compute_affinity=False,
     )
     features["record"] = record
-    return Featurized(collate([features]), target.structure, chain_map)
+    return Featurized(collate([features]), target.structure, chain_map, msa_summary)

@@ -16,12 +16,22 @@ the complexes without one, after removing what their interrupted run left. An ou
 cannot be written (disk full, unwritable folder) stops the batch with an OutputError naming
 the file: it is not the complex's failure, and the complexes after it would hit it too.
 
+Out of memory. A batch runs on its plan grid first; the workflow's later attempts run it on
+the next allowed grids (foldcp.plan.resources). A complex that runs out of memory on a grid
+that is not the last (``final=False``) makes the run ask for a retry (`RETRY_EXIT_CODE`, no
+status table written); on the final grid it is recorded as ``out_of_memory``. A retry on a
+larger grid folds only the complexes that ran out of memory (or were not reached) before;
+those that failed otherwise keep their failure. Each failure is also kept beside the complex
+(``failure.json``: status, error, grid) so a later attempt or `record-failure` can carry it.
+
 Status table ``{out}/batches/{batch_id}.parquet``: batch_id, complex_id, status
 (ok | already_done | failed | out_of_memory), error, runtime_s, device, untrained.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 import traceback
@@ -48,6 +58,34 @@ from foldcp.runner.outputs import (
 )
 
 STATUS_COLUMNS = ["batch_id", "complex_id", "status", "error", "runtime_s", "device", "untrained"]
+# `foldcp predict` / `record-failure` exit with this when a complex ran out of memory on a grid
+# that is not the last: the workflow's next attempt runs the batch on the next grid.
+RETRY_EXIT_CODE = 75
+# Test hook, for the workflow tests only: "COMPLEX_ID:GRID[,…]" makes that complex raise CUDA's
+# out-of-memory error on any grid smaller than GRID (on CPU-only test machines).
+FAKE_OOM_ENV = "FOLDCP_TEST_FAKE_OOM"
+
+
+def fake_oom_grid(complex_id: str) -> int:
+    """The grid below which the test hook fakes an OOM for `complex_id` (0: never)."""
+    for item in filter(None, os.environ.get(FAKE_OOM_ENV, "").split(",")):
+        name, _, grid = item.rpartition(":")
+        if name == complex_id:
+            return int(grid)
+    return 0
+
+
+def write_failure(directory: Path, status: str, error: str, grid: int) -> None:
+    """failure.json beside the complex: what the last attempt that ran it saw."""
+    write_text(directory / "failure.json",
+               json.dumps({"status": status, "error": error, "grid": grid}) + "\n")
+
+
+def read_failure(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / "failure.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def pick_device(setting: str) -> torch.device:
@@ -89,8 +127,15 @@ def check_same_features(features: dict, device) -> None:
 class BatchPredictor:
     """Holds the loaded model and folds complexes one at a time (on one device or a grid)."""
 
-    def __init__(self, config: dict, grid_size: int = 1) -> None:
+    def __init__(self, config: dict, grid_size: int = 1, msa_dir: str | Path | None = None) -> None:
         self.settings = config["model"]
+        self.msa_settings = config["msa"]
+        self.msa_store = None
+        if self.msa_settings["mode"] != "none":
+            from foldcp.msa.assemble import MsaStore
+
+            self.msa_store = MsaStore(msa_dir or Path(config["output_dir"]) / "msa",
+                                      read_fasta(config["proteins"]))
         self.grid = None
         if grid_size > 1:
             from foldcp.distributed.grid import factor_grid
@@ -118,8 +163,12 @@ class BatchPredictor:
     def is_writer(self) -> bool:
         return self.grid is None or self.grid.rank == 0
 
-    def _forward(self, features: dict) -> dict:
+    def _forward(self, features: dict, complex_id: str = "") -> dict:
         """Boltz2 inference on one device, or the context-parallel model on the grid."""
+        size = self.grid.size if self.grid else 1
+        if size < fake_oom_grid(complex_id) and (self.grid is None or self.grid.rank == size - 1):
+            raise torch.cuda.OutOfMemoryError(
+                f"CUDA out of memory ({FAKE_OOM_ENV} test hook: {complex_id} on {size} GPUs)")
         kwargs = dict(
             recycling_steps=self.settings["recycling_steps"],
             diffusion_samples=self.settings["diffusion_samples"],
@@ -148,7 +197,8 @@ class BatchPredictor:
         started = time.time()
         # Seed before featurizing too: parts of Boltz's pipeline draw from global RNGs.
         seed_everything(self.settings["seed"])
-        featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals)
+        featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals,
+                               self.msa_store, self.msa_settings)
         seed_everything(self.settings["seed"])
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
@@ -160,7 +210,7 @@ class BatchPredictor:
 
             features = split_features(featurized.features, self.device)
         with torch.inference_mode(), autocast:
-            out = self._forward(features)
+            out = self._forward(features, complex_.id)
         if not self.is_writer:
             return None
         # Boltz's own ranking score (predict_step): 0.8 pLDDT + 0.2 ipTM (pTM if no interface).
@@ -183,6 +233,8 @@ class BatchPredictor:
             "spec": complex_.spec,
             "chains": featurized.chains,
             "tokens": int(featurized.features["token_pad_mask"].sum()),
+            "msa": {"mode": self.msa_settings["mode"], "chains": featurized.msa,
+                    "rows": int(featurized.features["msa"].shape[1])},
             "samples": self.settings["diffusion_samples"],
             "untrained": untrained,
             "checkpoint": {"kind": self.checkpoint.kind, "path": str(self.checkpoint.path),
@@ -202,16 +254,46 @@ class BatchPredictor:
         return manifest
 
 
-def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path) -> pd.DataFrame:
-    """Fold the complexes of `batch_id`; write and return the batch status table."""
-    out_dir = Path(out_dir)
+def _plan_batch(plan_path: str | Path, batch_id: str) -> pd.DataFrame:
     plan = pd.read_parquet(plan_path)
     batch = plan[plan["batch_id"] == batch_id]
     if batch.empty:
         raise ValueError(f"batch {batch_id!r} is not in the plan {plan_path}")
+    return batch
+
+
+def _status_table(rows: list[dict], batch_id: str, device: str = "", untrained: bool = False) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=["complex_id", "status", "error", "runtime_s"])
+    table["runtime_s"] = table["runtime_s"].fillna(0.0).astype(float)
+    table.insert(0, "batch_id", batch_id)
+    table["device"], table["untrained"] = device, untrained
+    return table[STATUS_COLUMNS]
+
+
+def wants_retry(table: pd.DataFrame, final: bool) -> bool:
+    """A complex ran out of memory and a larger grid is still to be tried."""
+    return not final and bool((table["status"] == "out_of_memory").any())
+
+
+def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path,
+              msa_dir: str | Path | None = None, grid: int | None = None,
+              final: bool = True) -> pd.DataFrame:
+    """Fold the complexes of `batch_id` on `grid` GPUs (default: the plan's grid); write and
+    return the batch status table. MSAs are read from `msa_dir` (default
+    ``{output_dir}/msa``) unless msa.mode is none.
+
+    On a grid larger than the plan's (a retry after running out of memory) only complexes
+    that ran out of memory before, or have no recorded failure, are folded. If a complex runs
+    out of memory and `final` is false, the table is returned but not written: the caller
+    asks for a retry on the next grid (see `wants_retry`).
+    """
+    out_dir = Path(out_dir)
+    batch = _plan_batch(plan_path, batch_id)
     proteins = read_fasta(config["proteins"])
-    grid_size = int(batch["grid"].max())
+    plan_grid = int(batch["grid"].max())
+    grid_size = int(grid or plan_grid)
     distributed = grid_size > 1 and world_size_from_env() > 1
+    retry = grid_size > plan_grid
     predictor = None
     rows = []
     for row in batch.itertuples():
@@ -220,12 +302,18 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
         if is_done(directory):
             rows.append(dict(complex_id=complex_.id, status="already_done", error="", runtime_s=0.0))
             continue
+        earlier = read_failure(directory) if retry else None
+        if earlier and earlier["status"] != "out_of_memory":
+            # failed for another reason on a smaller grid: more GPUs will not help
+            rows.append(dict(complex_id=complex_.id, status=earlier["status"],
+                             error=earlier["error"], runtime_s=0.0))
+            continue
         started = time.time()
         try:
             if not distributed or rank_from_env() == 0:
                 clear_unfinished(directory)
             if predictor is None:
-                predictor = BatchPredictor(config, grid_size if distributed else 1)
+                predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir)
             predictor.fold(complex_, proteins, directory)
             rows.append(dict(complex_id=complex_.id, status="ok", error="",
                              runtime_s=round(time.time() - started, 3)))
@@ -236,54 +324,99 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                 f"complexes finished and kept with their done.json; this one and the rest run "
                 f"when the batch runs again)") from error
         except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
-            if predictor is None:
-                if distributed:  # leave the reason where record-failure will find it
-                    write_text(directory / f"error.rank{rank_from_env()}.log", traceback.format_exc())
-                raise  # the model could not be loaded: nothing in this batch can run
-            if predictor.grid is not None:
-                # The other ranks may be waiting in a collective for this one: log and end this
-                # process; the launcher stops the rest and the workflow records the failure.
-                rank = predictor.grid.rank
+            if predictor is None or predictor.grid is not None:
+                # The model could not be loaded (nothing in this batch can run), or a grid
+                # rank failed: the other ranks may be waiting in a collective for this one.
+                # Log where record-failure will find it and end this process; the launcher
+                # stops the rest and the workflow records the failure.
+                rank = rank_from_env() if predictor is None else predictor.grid.rank
                 write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
                 raise
             status = "out_of_memory" if is_out_of_memory(error) else "failed"
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            message = f"{type(error).__name__}: {error}"[:2000]
+            if status == "out_of_memory":
+                message = f"on {grid_size} GPU(s): {message}"
             write_text(directory / "error.log", traceback.format_exc())
-            rows.append(dict(complex_id=complex_.id, status=status,
-                             error=f"{type(error).__name__}: {error}"[:2000],
+            write_failure(directory, status, message, grid_size)
+            rows.append(dict(complex_id=complex_.id, status=status, error=message,
                              runtime_s=round(time.time() - started, 3)))
             print(f"[foldcp] {complex_.id}: {status}: {error}", flush=True)
     if predictor is not None and not predictor.is_writer:
         return pd.DataFrame(columns=STATUS_COLUMNS)
-    table = pd.DataFrame(rows)
-    table.insert(0, "batch_id", batch_id)
-    table["device"] = str(predictor.device) if predictor else ""
-    table["untrained"] = bool(predictor.untrained) if predictor else False
-    table = table[STATUS_COLUMNS]
-    write_parquet(out_dir / "batches" / f"{batch_id}.parquet", table)
+    table = _status_table(rows, batch_id, str(predictor.device) if predictor else "",
+                          bool(predictor.untrained) if predictor else False)
+    if not wants_retry(table, final):
+        write_parquet(out_dir / "batches" / f"{batch_id}.parquet", table)
     return table
 
 
-def record_failure(plan_path: str | Path, batch_id: str, out_dir: str | Path, error: str) -> pd.DataFrame:
-    """Status table of a batch whose launcher failed: finished complexes keep their result,
-    the others are recorded as failed with `error` (and any per-rank error logs)."""
+def _is_oom_text(text: str) -> bool:
+    return "OutOfMemoryError" in text or "out of memory" in text
+
+
+def record_failure(plan_path: str | Path, batch_id: str, out_dir: str | Path, error: str,
+                   since: float | None = None, grid: int | None = None,
+                   final: bool = True) -> pd.DataFrame:
+    """Status table of a batch whose run failed (a rank, the launcher, or the process died):
+    finished complexes keep their result, the others are recorded with what failed.
+
+    What this attempt saw (files newer than `since`, default: any): per-rank error logs
+    (``out_of_memory`` if any rank ran out of memory, else ``failed``, with the ranks' last
+    error lines) or a ``failure.json``. A complex with neither was not reached; an earlier
+    non-memory failure is carried over. If a complex ran out of memory and `final` is false,
+    the table is not written (the caller asks for a retry on the next grid).
+    """
     out_dir = Path(out_dir)
-    plan = pd.read_parquet(plan_path)
+    batch = _plan_batch(plan_path, batch_id)
+    plan_grid = int(batch["grid"].max())
+    grid = int(grid or plan_grid)
+    since = float(since or 0)
+
+    def recent(path: Path) -> bool:
+        return path.stat().st_mtime >= since
+
     rows = []
-    for row in plan[plan["batch_id"] == batch_id].itertuples():
+    for row in batch.itertuples():
         complex_ = make_complex(parse_complex(row.chains))
         directory = out_dir / complex_.id
         if is_done(directory):
             rows.append(dict(complex_id=complex_.id, status="already_done", error=""))
             continue
-        logs = sorted(directory.glob("error.rank*.log")) if directory.exists() else []
-        detail = "; ".join(log.read_text().strip().splitlines()[-1] for log in logs if log.read_text().strip())
-        rows.append(dict(complex_id=complex_.id, status="failed",
-                         error=(f"{error}: {detail}" if detail else error)[:2000]))
-    table = pd.DataFrame(rows)
-    table.insert(0, "batch_id", batch_id)
-    table["runtime_s"], table["device"], table["untrained"] = 0.0, "", False
-    table = table[STATUS_COLUMNS]
-    write_parquet(out_dir / "batches" / f"{batch_id}.parquet", table)
+        logs = [log for log in sorted(directory.glob("error.rank*.log")) if recent(log)] \
+            if directory.exists() else []
+        texts = [log.read_text() for log in logs]
+        earlier = read_failure(directory)
+        failure_file = directory / "failure.json"
+        if texts:
+            status = "out_of_memory" if any(_is_oom_text(t) for t in texts) else "failed"
+            detail = "; ".join(t.strip().splitlines()[-1] for t in texts if t.strip())
+            message = (f"{error}: {detail}" if detail else error)[:2000]
+            write_failure(directory, status, message, grid)
+        elif earlier and recent(failure_file):
+            status, message = earlier["status"], earlier["error"]
+        elif earlier and grid > plan_grid and earlier["status"] != "out_of_memory":
+            # a retry skips what failed on a smaller grid for another reason
+            status, message = earlier["status"], earlier["error"]
+        else:
+            status, message = None, ""  # not reached: the run stopped at an earlier complex
+        rows.append(dict(complex_id=complex_.id, status=status, error=message))
+    # Not reached: tried on the next grid if this attempt is retried for a complex that ran
+    # out of memory (its failure.json says so), else failed.
+    retry = not final and any(r["status"] == "out_of_memory" for r in rows)
+    for r in rows:
+        if r["status"] is None:
+            if retry:
+                r["status"] = "out_of_memory"
+                r["error"] = f"not run on {grid} GPU(s): the run stopped before this complex"
+                directory = out_dir / r["complex_id"]
+                if not read_failure(directory):
+                    write_failure(directory, r["status"], r["error"], grid)
+            else:
+                r["status"] = "failed"
+                r["error"] = f"{error}: not run (the run stopped before this complex)"[:2000]
+    table = _status_table(rows, batch_id)
+    if not wants_retry(table, final):
+        write_parquet(out_dir / "batches" / f"{batch_id}.parquet", table)
     return table

@@ -16,6 +16,10 @@ def test_defaults_filled():
     assert config["export"] == {"enabled": True, "samples": "best", "top_n": None,
                                 "confident_only": False, "pae": True, "foldseek": True,
                                 "authors": []}
+    assert config["launcher"] == "auto" and config["plan"]["retry_out_of_memory"] is True
+    assert config["slurm"] == {"gpus_per_node": 4, "cpus_per_gpu": 8, "mem_mb_per_gpu": 64000,
+                               "runtime_minutes": {"base": 30, "per_1000_tokens_squared": 20,
+                                                   "max": 2880}}
 
 
 @pytest.mark.parametrize(
@@ -31,6 +35,10 @@ def test_defaults_filled():
         ({"export": {"top_n": 0}}, "export.top_n"),
         ({"export": {"samples": "top"}}, "export.samples"),
         ({"export": {"authors": "Doe, J."}}, "export.authors"),
+        ({"launcher": "mpirun"}, "launcher"),
+        ({"slurm": {"gpus_per_node": 0}}, "slurm.gpus_per_node"),
+        ({"slurm": {"runtime_minutes": {"max": 0}}}, "slurm.runtime_minutes.max"),
+        ({"slurm": {"partition": "gpu"}}, "slurm"),
     ],
 )
 def test_errors_name_the_key(change, key):

@@ -90,6 +90,7 @@ def screen_batch(batch_id: str, seed: int, size: int = 4, fail: int = 1) -> dict
             row = {c: float(rng.random()) for c in COMPLEX_COLUMNS}
             row.update(complex_id=cid, chains="A;B", batch_id=batch_id, sample=sample,
                        proteins=["A", "B"], num_chains=2, chain_lengths="10,12", tokens=22,
+                       msa_mode="none", msa_depth=1, msa_fallback=False,
                        interchain_contacts=int(rng.integers(0, 9)), heavy_atom_contacts=3,
                        clashes=0, best_sample=sample == best, untrained=True,
                        model_path=f"p/{cid}/model_{sample}.cif", pae_path="x", plddt_path="y")
@@ -284,3 +285,17 @@ def test_check_finds_unplanned_and_unskipped_complexes(merged):
     assert "in the results but not a candidate of the plan (1): g1-00001_c3" in text
     assert "planned but in none of complexes, failures and skipped (1): S3__S4" in text
     assert "skipped by the plan but not in skipped.parquet (1): S3__S4" in text
+
+
+def test_a_planned_complex_without_any_row_becomes_a_missing_failure():
+    from foldcp.analyze.merge import add_missing
+    from foldcp.analyze.tables import COMPLEX_COLUMNS, FAILURE_COLUMNS
+
+    plan = pd.DataFrame({"complex_id": ["a", "b", "c", "d"], "batch_id": ["g1-0", "g1-0", "g2-0", "g4-0"]})
+    complexes = pd.DataFrame([{**dict.fromkeys(COMPLEX_COLUMNS), "complex_id": "a"}])
+    failures = pd.DataFrame([{"complex_id": "b", "batch_id": "g1-0", "status": "failed", "error": "x"}],
+                            columns=FAILURE_COLUMNS)
+    merged = add_missing(failures, complexes, plan, ["g1-0", "g2-0"])
+    assert merged.set_index("complex_id")["status"].to_dict() == {"b": "failed", "c": "missing"}
+    assert list(merged.columns) == FAILURE_COLUMNS
+    assert add_missing(failures, complexes, plan, ["g1-0"]) is failures

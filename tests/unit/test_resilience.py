@@ -185,7 +185,7 @@ class StandIn:
 
     device, untrained, is_writer, grid = "cpu", True, True, None
 
-    def __init__(self, config, grid_size=1):
+    def __init__(self, config, grid_size=1, msa_dir=None):
         pass
 
     def fold(self, complex_, proteins, directory):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from foldcp.analyze.tables import batch_tables, ranked_table
 from foldcp.config import validate_config
@@ -192,3 +193,79 @@ def test_merge_when_every_complex_failed(screen, monkeypatch, tmp_path):
                           config["analysis"], None)
     assert merged["ranked"].empty and len(merged["failures"]) == 3
     assert (tmp_path / "results" / "ranked.tsv").read_text().startswith("rank\tcomplex_id")
+
+
+def test_out_of_memory_below_the_last_grid_asks_for_a_retry(screen, monkeypatch):
+    """The test hook fakes CUDA OOM for pepAx2 below 2 GPUs: a run that may retry writes no
+    status table and exits 75; a final run records out_of_memory."""
+    from foldcp.cli import main
+
+    config, root, batch = screen
+    monkeypatch.setenv(predict.FAKE_OOM_ENV, "pepAx2:2")
+    table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, root / "pred",
+                              final=False).set_index("complex_id")
+    assert table.loc["pepAx2", "status"] == "out_of_memory"
+    assert "on 1 GPU(s): OutOfMemoryError" in table.loc["pepAx2", "error"]
+    assert predict.wants_retry(table, final=False)
+    assert not (root / "pred" / "batches" / f"{batch}.parquet").exists()
+    assert predict.read_failure(root / "pred" / "pepAx2")["status"] == "out_of_memory"
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    args = ["predict", "--config", str(root / "config.yaml"), "--plan",
+            str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")]
+    assert main([*args, "--retry-on-oom"]) == predict.RETRY_EXIT_CODE
+    assert main(args) == 0  # final: recorded
+    final = pd.read_parquet(root / "pred" / "batches" / f"{batch}.parquet").set_index("complex_id")
+    assert final["status"].to_dict() == {"P11540__pepA": "already_done", "pepAx2": "out_of_memory",
+                                         "pepA__pepB": "already_done"}
+
+
+def test_record_failure_reads_what_this_attempt_left(screen, monkeypatch):
+    """A grid run died: rank logs newer than --since say why; a complex that failed for
+    another reason on a smaller grid keeps that failure; one the run never reached is retried
+    on the next grid, or recorded as failed on the last."""
+    import os
+    import time
+
+    config, root, batch = screen
+    plan, pred = root / "plan" / "plan.parquet", root / "pred"
+    real_fold = predict.BatchPredictor.fold
+
+    def flaky(self, complex_, proteins, directory):
+        if complex_.id == "pepA__pepB":
+            raise ValueError("featurizer exploded")
+        return real_fold(self, complex_, proteins, directory)
+
+    monkeypatch.setattr(predict.BatchPredictor, "fold", flaky)
+    monkeypatch.setenv(predict.FAKE_OOM_ENV, "pepAx2:4,P11540__pepA:4")
+    predict.run_batch(config, plan, batch, pred, final=False)  # attempt 1, one GPU
+    assert {d.name: predict.read_failure(d)["status"] for d in pred.iterdir() if d.name != "batches"} \
+        == {"P11540__pepA": "out_of_memory", "pepAx2": "out_of_memory", "pepA__pepB": "failed"}
+    past = time.time() - 100
+    for path in pred.rglob("*.json"):
+        os.utime(path, (past, past))
+    stale = pred / "P11540__pepA" / "error.rank0.log"  # left by an older run
+    stale.write_text("Traceback\nRuntimeError: something old\n")
+    os.utime(stale, (past, past))
+    # attempt 2 on 2 GPUs: rank 1 ran out of memory on pepAx2, P11540__pepA was not reached
+    since = time.time() - 1
+    (pred / "pepAx2" / "error.rank1.log").write_text(
+        "Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
+    (pred / "pepAx2" / "error.rank0.log").write_text("Traceback\nRuntimeError: Connection closed by peer\n")
+    table = predict.record_failure(plan, batch, pred, "run on 2 GPU(s) failed", since=since,
+                                   grid=2, final=False).set_index("complex_id")
+    assert table["status"].to_dict() == {"P11540__pepA": "out_of_memory", "pepAx2": "out_of_memory",
+                                         "pepA__pepB": "failed"}
+    assert "Connection closed by peer" in table.loc["pepAx2", "error"]
+    assert "Tried to allocate 2 GiB" in table.loc["pepAx2", "error"]
+    assert "not run on 2 GPU(s)" in table.loc["P11540__pepA", "error"]
+    assert "featurizer exploded" in table.loc["pepA__pepB", "error"]
+    assert not (pred / "batches" / f"{batch}.parquet").exists()  # a retry follows
+    # the same on the last grid: recorded, and the unreached complex failed
+    table = predict.record_failure(plan, batch, pred, "run on 2 GPU(s) failed", since=since,
+                                   grid=2, final=True).set_index("complex_id")
+    assert table["status"].to_dict() == {"P11540__pepA": "failed", "pepAx2": "out_of_memory",
+                                         "pepA__pepB": "failed"}
+    assert "not run (the run stopped before this complex)" in table.loc["P11540__pepA", "error"]
+    assert "something old" not in table.loc["P11540__pepA", "error"]
+    written = pd.read_parquet(pred / "batches" / f"{batch}.parquet").set_index("complex_id")
+    assert written["status"].to_dict() == table["status"].to_dict()

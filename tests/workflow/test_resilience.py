@@ -55,17 +55,21 @@ def test_predict_job_killed_then_workflow_rerun(tmp_path, foldcp_cache):
                 assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
                 assert time.time() < deadline
                 time.sleep(0.01)
-            for pid in descendants(first.pid):
-                args = cmdline(pid)
-                if args and os.path.basename(args[0]).startswith("python") and "predict" in args:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+            # the predict job is killed (as Slurm kills a job, or a node dies): its shell first,
+            # so that it cannot record the run as failed, then the foldcp process
+            jobs = [(pid, os.path.basename(args[0])) for pid, args in
+                    ((pid, cmdline(pid)) for pid in descendants(first.pid))
+                    if any("predict" in arg for arg in args)]
+            for pid, program in sorted(jobs, key=lambda job: not job[1].endswith("sh")):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(program)
             first.wait(timeout=600)
         finally:
             if first.poll() is None:
                 first.kill()
                 first.wait()
-    assert killed, "no predict process found"
+    # the job's shell and its foldcp process
+    assert any(p.endswith("sh") for p in killed) and any(p.startswith("python") for p in killed), killed
     assert first.returncode != 0  # the batch job failed
     batch_status = list((predictions / "batches").glob("*.parquet")) if (predictions / "batches").exists() else []
     assert not batch_status
@@ -105,7 +109,8 @@ def test_adding_complexes_reruns_only_what_is_new(tmp_path, foldcp_cache):
 
     def stamps():
         files = [*results.glob("predictions/batches/*.parquet"), *results.glob("metrics/*.parquet"),
-                 *results.glob("msa/*.a3m"), *results.glob("predictions/*/done.json")]
+                 *results.glob("msa/*.a3m"), *results.glob("msa/*.json"),
+                 *results.glob("predictions/*/done.json")]
         return {str(p.relative_to(results)): p.stat().st_mtime_ns for p in files}
 
     before = stamps()
@@ -121,7 +126,7 @@ def test_adding_complexes_reruns_only_what_is_new(tmp_path, foldcp_cache):
     assert {k: after[k] for k in before} == before  # nothing old was redone
     assert sorted(set(after) - set(before)) == sorted([
         f"predictions/batches/{new_batch}.parquet", "predictions/P11540__P62805/done.json",
-        "msa/P11540.a3m", "msa/P62805.a3m",
+        "msa/P11540.a3m", "msa/P11540.json", "msa/P62805.a3m", "msa/P62805.json",
         *(f"metrics/{new_batch}.{t}.parquet" for t in
           ("complexes", "chain_pairs", "interface_residues", "failures"))])
     merge_log = (results / "logs" / "merge.log").read_text()

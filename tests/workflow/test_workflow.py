@@ -1,5 +1,8 @@
 """The Snakemake workflow end to end on the demo proteins (demo model, tiny settings)."""
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +211,89 @@ def test_failed_grid_run_is_recorded_not_lost(tmp_path, foldcp_cache):
     failures = pd.read_parquet(root / "results" / "failures.parquet")
     assert list(failures["complex_id"]) == ["P00441x2"]
     assert failures["status"].iloc[0] == "failed"
-    assert "grid run of 4 ranks failed" in failures["error"].iloc[0]
+    assert "run on 4 GPU(s) failed" in failures["error"].iloc[0]
     assert "missing.ckpt" in failures["error"].iloc[0]
     assert pd.read_parquet(root / "results" / "complexes.parquet").empty
+
+
+def test_mmseqs_msas_once_per_protein_and_paired(tmp_path, foldcp_cache):
+    """msa.mode mmseqs on the example proteome plus decoys of known species: one MSA job per
+    protein, a FASTA database built once, the heteromer folded with its paired MSA."""
+    if shutil.which("mmseqs") is None:
+        pytest.skip("the mmseqs binary (MMseqs2) is not installed: apt-get install mmseqs2")
+    sys.path.insert(0, str(REPO / "tests" / "unit"))
+    from msa_testdata import PROTEOME, decoy_sequences
+
+    root = make_workspace(tmp_path, known_interactions=None)
+    database = PROTEOME.read_text().rstrip("\n") + "\n"
+    database += "".join(f">{h}\n{s}\n" for h, s in decoy_sequences().values())
+    (root / "db.fasta").write_text(database)
+    (root / "pairs.tsv").write_text("chains\nP68431;P62805\nP68431:2\n")
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["msa"] = {"mode": "mmseqs", "cache_dir": str(tmp_path / "msa-cache"),
+                     "mmseqs": {"database": "db.fasta", "sensitivity": 7.5, "num_iterations": 1,
+                                "evalue": 1e-5}}
+    config["model"]["diffusion_samples"] = 1
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr
+    assert log.count("rule msa:") == 2 and log.count("rule msa_db:") == 1
+    msa = root / "results" / "msa"
+    records = {p: json.loads((msa / f"{p}.json").read_text()) for p in ("P68431", "P62805")}
+    assert all(r["mode"] == "mmseqs" and r["depth"] > 1 and not r["fallback"]
+               for r in records.values())
+    done = json.loads((root / "results" / "predictions" / "P62805__P68431" / "done.json").read_text())
+    assert [c["paired_rows"] for c in done["msa"]["chains"]] == [2, 2]  # mouse and rat
+    homodimer = json.loads((root / "results" / "predictions" / "P68431x2" / "done.json").read_text())
+    assert [c["paired_rows"] for c in homodimer["msa"]["chains"]] == [0, 0]
+    assert pd.read_parquet(root / "results" / "failures.parquet").empty
+    complexes = pd.read_parquet(root / "results" / "complexes.parquet").set_index("complex_id")
+    assert set(complexes["msa_mode"]) == {"mmseqs"} and not complexes["msa_fallback"].any()
+    assert complexes.loc["P62805__P68431", "msa_depth"].min() == min(r["rows"] for r in records.values()) > 1
+    again = snakemake(root, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_precomputed_msas_missing_stop_before_any_job(tmp_path):
+    root = make_workspace(tmp_path)
+    (root / "msas").mkdir()
+    (root / "msas" / "P69905.a3m").write_text(">P69905\nMVLS\n")
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["msa"] = {"mode": "precomputed", "precomputed": {"dir": "msas"}}
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(root, "-n")
+    assert result.returncode != 0
+    assert "has no MSA (ID.a3m, ID.a3m.gz or ID.csv) for 4 protein(s)" in result.stdout + result.stderr
+
+
+def test_out_of_memory_is_retried_on_the_next_grid_then_recorded(tmp_path, foldcp_cache):
+    """Through the local profile, with the test hook faking CUDA OOM: both complexes of a
+    grid-1 batch run out of memory on 1 GPU, so the job asks for a retry and Snakemake runs
+    the batch again as 2 torchrun ranks; SOD1x2 folds there, hemoglobin runs out of memory on
+    the last grid too and is recorded as out_of_memory."""
+    root = make_workspace(tmp_path)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["plan"].update(grids=[1, 2], gpu_memory_gib=1000)
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "pairs.tsv").write_text("chains\nP69905;P68871\nP00441:2\n")
+    env = dict(os.environ, FOLDCP_TEST_FAKE_OOM="P00441x2:2,P68871__P69905:99")
+    result = subprocess.run(
+        [*SNAKEMAKE, "--profile", str(REPO / "profiles" / "local")], cwd=root, env=env,
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = root / "results"
+    assert pd.read_parquet(results / "plan" / "plan.parquet")["batch_id"].unique().tolist() == ["g1-00000"]
+    logs = results / "logs" / "predict"
+    first = (logs / "g1-00000.grid1.log").read_text()  # each attempt keeps its log
+    assert "run on 1 GPU(s)" in first and "retry on the next grid (exit 75)" in first
+    log = (logs / "g1-00000.log").read_text()  # the rule's log: the last attempt
+    assert log == (logs / "g1-00000.grid2.log").read_text()
+    assert "batch g1-00000: {'already_done': 1, 'out_of_memory': 1}" in log
+    assert '"grid": "1x2"' in (results / "predictions" / "P00441x2" / "done.json").read_text()
+    failures = pd.read_parquet(results / "failures.parquet")
+    assert failures.set_index("complex_id")["status"].to_dict() == {"P68871__P69905": "out_of_memory"}
+    assert "OutOfMemoryError" in failures["error"].iloc[0]
+    assert "run on 2 GPU(s) failed" in failures["error"].iloc[0]  # it ended the 2-rank run
+    complexes = pd.read_parquet(results / "complexes.parquet")
+    assert complexes["complex_id"].unique().tolist() == ["P00441x2"]
