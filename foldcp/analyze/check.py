@@ -2,7 +2,8 @@
 
 A candidate is either planned (plan/plan.parquet) or skipped (plan/skipped.parquet). After
 the merge, each planned complex must have result rows (complexes.parquet, one best sample)
-or one failures.parquet row, and each skipped one a skipped.parquet row, never two of these
+or one failures.parquet row (a complex its batch's status table left out is one with status
+`missing`, added by the merge), and each skipped one a skipped.parquet row, never two of these
 and nothing for complexes that were not candidates. The other tables must agree: one ranked
 row per complex with results, chain pairs and interface residues only of result rows, and no
 duplicated rows anywhere. `check_results` returns the counts or raises ResultsError listing
@@ -74,7 +75,8 @@ def check_results(plan_dir: str | Path, results_dir: str | Path) -> dict:
     plan = _column(plan_dir / "plan.parquet", ["complex_id"])["complex_id"]
     planned_skip = _column(plan_dir / "skipped.parquet", ["complex_id"])["complex_id"]
     complexes = _column(results_dir / "complexes.parquet", ["complex_id", "sample", "best_sample"])
-    failures = _column(results_dir / "failures.parquet", ["complex_id"])["complex_id"]
+    failure_rows = _column(results_dir / "failures.parquet", ["complex_id", "status"])
+    failures = failure_rows["complex_id"]
     skipped = _column(results_dir / "skipped.parquet", ["complex_id"])["complex_id"]
     ranked = _column(results_dir / "ranked.parquet", ["complex_id"])["complex_id"]
     problems = []
@@ -134,6 +136,10 @@ def check_results(plan_dir: str | Path, results_dir: str | Path) -> dict:
         "planned": len(plan),
         "with_results": len(with_results),
         "failed": len(failures),
+        # e.g. failed, out_of_memory, corrupt_output, missing (planned, but its batch's status
+        # table has no row for it: the merge records it as a failure)
+        "failed_by_status": {str(k): int(v) for k, v in
+                             sorted(failure_rows["status"].value_counts().items())},
         "skipped": len(skipped),
         "rows": rows,
     }

@@ -198,6 +198,46 @@ def test_incremental_merge_reads_only_new_batches_and_equals_a_full_merge(screen
     assert_same_outputs(root / "inc", root / "full")
 
 
+def test_incremental_merge_records_missing_complexes_as_a_full_merge_does(screen):
+    root, metrics, read = screen
+    batches = [f"g1-{i:05d}" for i in range(12)]
+    # the plan has a fifth complex in batches 3 and 8 that their status tables left out
+    sizes = dict.fromkeys(batches, 4) | {"g1-00003": 5, "g1-00008": 5}
+    write_plan(root / "plan", sizes)
+    merge(root, metrics, batches[:10], "inc")
+    # the screen grows by two batches; g1-00011 lost one complex too
+    write_plan(root / "plan", sizes | {"g1-00011": 5})
+    read.clear()
+    tables = merge(root, metrics, batches, "inc")
+    assert (tables["stats"].read, tables["stats"].reused) == (2, 10)
+    merge(root, metrics, batches, "full", cache=False)
+    assert_same_outputs(root / "inc", root / "full")
+    failures = pd.read_parquet(root / "inc" / "failures.parquet")
+    missing = failures[failures["status"] == "missing"]
+    assert sorted(missing["complex_id"]) == ["g1-00003_c4", "g1-00008_c4", "g1-00011_c4"]
+    assert sorted(missing["batch_id"]) == ["g1-00003", "g1-00008", "g1-00011"]
+    assert (failures["status"] == "failed").sum() == 12
+    # the chain-pair and residue tables are those of the complexes with results only
+    for name in ("chain_pairs", "interface_residues"):
+        rows = pd.read_parquet(root / "inc" / f"{name}.parquet")
+        assert not set(rows["complex_id"]) & set(failures["complex_id"])
+        assert len(rows) == tables[f"{name}_rows"] > 0
+    counts = check_results(root / "plan", root / "inc")
+    assert counts["failed"] == 15 and counts["failed_by_status"] == {"failed": 12, "missing": 3}
+    assert counts["with_results"] == 12 * 3 and counts["candidates"] == 12 * 4 + 3 + 1
+
+    # batch 8 runs again and now has its fifth complex: no longer missing
+    write_batch_tables(screen_batch("g1-00008", 8, size=5, fail=1), metrics, "g1-00008")
+    read.clear()
+    stats = merge(root, metrics, batches, "inc")["stats"]
+    assert (stats.read, stats.reused) == (1, 11) and set(read) == {"g1-00008"}
+    merge(root, metrics, batches, "full", cache=False)
+    assert_same_outputs(root / "inc", root / "full")
+    counts = check_results(root / "plan", root / "inc")
+    assert counts["failed_by_status"] == {"failed": 12, "missing": 2}
+    assert counts["with_results"] == 12 * 3 + 1
+
+
 def test_a_cache_that_does_not_match_its_manifest_is_not_used(screen):
     root, metrics, _ = screen
     batches = [f"g1-{i:05d}" for i in range(12)]
@@ -252,6 +292,7 @@ def test_check_passes_when_every_complex_is_in_one_place(merged):
     counts = check_results(merged / "plan", merged / "results")
     assert counts["candidates"] == 9 and counts["with_results"] == 6
     assert counts["failed"] == 2 and counts["skipped"] == 1
+    assert counts["failed_by_status"] == {"failed": 2}
 
 
 def test_check_lists_missing_and_duplicated_complexes(merged):
