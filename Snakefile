@@ -19,6 +19,7 @@ include: "workflow/rules/export.smk"
 rule all:
     input:
         f"{OUT}/ranked.tsv",
+        f"{OUT}/check.json",
         f"{OUT}/report.html",
         export_targets(),
     default_target: True

@@ -108,12 +108,31 @@ def cmd_merge(args) -> None:
     from foldcp.analyze.merge import merge_tables
 
     config = _config(args.config)
-    batches = sorted(pd.read_parquet(Path(args.plan_dir) / "plan.parquet")["batch_id"].unique())
+    batches = sorted(pd.read_parquet(Path(args.plan_dir) / "plan.parquet",
+                                     columns=["batch_id"])["batch_id"].unique())
+    cache = None if args.no_cache else (args.cache or Path(args.metrics) / "merge_cache")
     tables = merge_tables(args.metrics, batches, args.plan_dir, args.out, config["analysis"],
-                          config.get("known_interactions"))
+                          config.get("known_interactions"), cache_dir=cache)
+    stats = tables["stats"]
     print(f"{len(tables['ranked'])} complexes ranked, {len(tables['failures'])} failed, "
           f"{tables['chain_pairs_rows']} chain-pair rows, "
           f"{len(tables['skipped'])} skipped -> {args.out}")
+    print(f"batch tables: {stats.read} of {stats.batches} batches read, {stats.reused} from the "
+          f"merge cache" + (f" {cache}" if cache else " (no cache)"))
+
+
+def cmd_check_results(args) -> None:
+    import json
+
+    from foldcp.analyze.check import check_results
+    from foldcp.io import write_json
+
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results / "check.json"
+    out.unlink(missing_ok=True)  # a failed check leaves no pass behind
+    counts = check_results(args.plan_dir, results)
+    write_json(out, counts | {"ok": True})
+    print(f"results check passed: {json.dumps(counts)}")
 
 
 def cmd_score(args) -> None:
@@ -205,10 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", required=True, help="the batch's status table")
     p.add_argument("--predictions", required=True, help="predictions folder")
     p.add_argument("--out", required=True, help="metrics folder")
-    p = add("merge", cmd_merge, "merge batch tables, rank")
+    p = add("merge", cmd_merge, "merge batch tables, rank (reads only new or changed batch "
+                                "tables when a merge cache is there)")
     p.add_argument("--plan-dir", required=True)
     p.add_argument("--metrics", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--cache", help="merge cache folder (default: METRICS/merge_cache)")
+    p.add_argument("--no-cache", action="store_true", help="read every batch table, keep no cache")
+    p = add("check-results", cmd_check_results,
+            "check that every planned complex is in exactly one of complexes, failures, skipped")
+    p.add_argument("--plan-dir", required=True)
+    p.add_argument("--results", required=True, help="folder with the merged tables")
+    p.add_argument("--out", help="summary to write when the check passes (default: RESULTS/check.json)")
     p = add("report", cmd_report, "HTML report of a finished screen")
     p.add_argument("--results", required=True, help="folder with the merged tables")
     p.add_argument("--out", required=True, help="HTML file to write")

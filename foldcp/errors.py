@@ -28,3 +28,8 @@ class CheckpointError(FoldcpError):
 
 class ExportError(FoldcpError):
     """A prediction that cannot be exported as it stands (missing or inconsistent files)."""
+
+
+class OutputError(FoldcpError):
+    """An output could not be written (disk full, read-only or unwritable folder); nothing
+    partial is left under the output's name."""

@@ -5,10 +5,17 @@ Per batch (`batch_tables`), then merged (`merge_tables`):
 - chain_pairs: one row per complex x sample x unordered chain pair (foldcp.metrics.score)
 - interface_residues: one row per complex x sample x chain pair x interface residue
 - failures:    complexes whose prediction failed (status, error)
+
+Every complex of a batch's status table ends in exactly one of complexes (all its samples)
+or failures: a complex whose files fail their done.json checks is `corrupt_output` (truncated
+or altered: refolded when its batch runs again) or `incomplete_output` (no done.json), and one
+whose intact files cannot be scored is `analysis_failed`; either way the batch's other
+complexes are unaffected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -18,7 +25,7 @@ import pandas as pd
 from foldcp.errors import ConfigError
 from foldcp.metrics.score import PAIR_COLUMNS as METRIC_PAIR_COLUMNS
 from foldcp.metrics.score import RESIDUE_COLUMNS, ScoreSettings, score_prediction
-from foldcp.runner.outputs import is_done
+from foldcp.runner.outputs import check_outputs
 
 SCHEMA_VERSION = 2
 
@@ -82,6 +89,19 @@ def _pair_summary(pairs: pd.DataFrame) -> dict:
     }
 
 
+class UnreadableOutput(Exception):
+    """A prediction file that could not be read or scored (names the file)."""
+
+
+@contextlib.contextmanager
+def _reading(*paths: Path):
+    try:
+        yield
+    except Exception as error:
+        names = " / ".join(p.name for p in paths)
+        raise UnreadableOutput(f"{names}: {type(error).__name__}: {error}") from error
+
+
 def msa_summary(manifest: dict) -> dict:
     """msa_mode, msa_depth (the shallowest chain's own MSA rows, 1 = single sequence) and
     msa_fallback (a chain that had no MSA ran single-sequence) from done.json."""
@@ -96,7 +116,8 @@ def msa_summary(manifest: dict) -> dict:
 
 def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[dict], list[dict], list[dict]]:
     """Rows of the complexes, chain_pairs and interface_residues tables for one finished complex."""
-    manifest = json.loads((directory / "done.json").read_text())
+    with _reading(directory / "done.json"):
+        manifest = json.loads((directory / "done.json").read_text())
     chains = manifest["chains"]
     protein_of = {c["chain"]: c["protein_id"] for c in chains}
     weights = ranking_weights(analysis["ranking_score"])
@@ -104,11 +125,15 @@ def complex_rows(directory: Path, batch_id: str, analysis: dict) -> tuple[list[d
     untrained = bool(manifest["untrained"])
     complexes, pairs, residues = [], [], []
     for sample in range(manifest["samples"]):
-        confidence = json.loads((directory / f"confidence_model_{sample}.json").read_text())
+        confidence_path = directory / f"confidence_model_{sample}.json"
+        with _reading(confidence_path):
+            confidence = json.loads(confidence_path.read_text())
         model_path = directory / f"model_{sample}.cif"
         pae_path, plddt_path = directory / f"pae_model_{sample}.npz", directory / f"plddt_model_{sample}.npz"
-        plddt = np.load(plddt_path)["plddt"]
-        report = score_prediction(model_path, pae_path, plddt, confidence["pair_chains_iptm"], settings)
+        with _reading(plddt_path):
+            plddt = np.load(plddt_path)["plddt"]
+        with _reading(model_path, pae_path):
+            report = score_prediction(model_path, pae_path, plddt, confidence["pair_chains_iptm"], settings)
         row = {
             "complex_id": manifest["complex_id"],
             "chains": manifest["spec"],
@@ -168,19 +193,31 @@ def batch_tables(
     """complexes / chain_pairs / failures rows for one batch, from its status table."""
     status = pd.read_parquet(status_path)
     predictions_dir = Path(predictions_dir)
+    ranking_weights(analysis["ranking_score"])  # a config error stops here, not per complex
     complexes, pairs, residues, failures = [], [], [], []
+
+    def failed(row, state: str, error: str) -> None:
+        failures.append({"complex_id": row.complex_id, "batch_id": row.batch_id,
+                         "status": state, "error": error[:2000]})
+
     for row in status.itertuples():
         directory = predictions_dir / row.complex_id
-        if row.status in ("ok", "already_done") and is_done(directory):
+        if row.status not in ("ok", "already_done"):
+            failed(row, row.status, row.error or "prediction failed")
+            continue
+        problem = check_outputs(directory)
+        if problem is not None:
+            state = "incomplete_output" if problem.startswith("no done.json") else "corrupt_output"
+            failed(row, state, f"{directory}: {problem}")
+            continue
+        try:
             c_rows, p_rows, r_rows = complex_rows(directory, row.batch_id, analysis)
-            complexes += c_rows
-            pairs += p_rows
-            residues += r_rows
-        else:
-            error = row.error or "prediction files missing or incomplete"
-            failures.append({"complex_id": row.complex_id, "batch_id": row.batch_id,
-                             "status": row.status if row.status not in ("ok", "already_done")
-                             else "incomplete_output", "error": error})
+        except UnreadableOutput as error:  # one unreadable complex must not sink the batch
+            failed(row, "analysis_failed", f"{directory}: {error}")
+            continue
+        complexes += c_rows
+        pairs += p_rows
+        residues += r_rows
     return {
         "complexes": pd.DataFrame(complexes, columns=COMPLEX_COLUMNS),
         "chain_pairs": pd.DataFrame(pairs, columns=PAIR_COLUMNS),

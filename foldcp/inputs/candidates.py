@@ -68,21 +68,25 @@ def read_pairs(path: str | Path, proteins: dict[str, Protein]) -> list[Complex]:
 def read_id_list(path: str | Path, proteins: dict[str, Protein]) -> list[str]:
     """Protein IDs, one per line (first column), each checked against the FASTA."""
     path = str(path)
-    ids = []
+    ids: dict[str, None] = {}  # ordered set: a proteome-sized list stays linear
     for number, raw in _read_lines(path):
         identifier = raw.split("\t")[0].strip()
         if identifier not in proteins:
             raise InputError(path, number, f"unknown protein ID {identifier!r} (not in the FASTA)")
-        if identifier not in ids:
-            ids.append(identifier)
+        ids.setdefault(identifier)
     if not ids:
         raise InputError(path, 0, "no protein IDs found")
-    return ids
+    return list(ids)
 
 
 def all_vs_all(ids: list[str], homodimers: bool = False, source: str = "all_vs_all") -> list[Complex]:
     """Every unordered pair of distinct IDs, plus A:2 for each ID if homodimers."""
-    complexes = [make_complex((Chain(a), Chain(b)), source) for a, b in combinations(ids, 2)]
+    ids = list(dict.fromkeys(ids))  # distinct IDs: every pair below is then a distinct complex
+    chains = {a: Chain(a) for a in ids}
+    # two whole proteins: the canonical form is the two chains in ID order (make_complex's
+    # general path, without its cost at 10^5 pairs)
+    complexes = [Complex((chains[a], chains[b]) if a < b else (chains[b], chains[a]), source)
+                 for a, b in combinations(ids, 2)]
     if homodimers:
         complexes += [make_complex((Chain(a, copies=2),), source) for a in ids]
     return deduplicate(complexes)
@@ -109,6 +113,22 @@ def deduplicate(complexes: list[Complex]) -> list[Complex]:
     for complex_ in complexes:
         seen.setdefault(complex_.id, complex_)
     return list(seen.values())
+
+
+def check_candidates(candidates: dict, proteins: dict[str, Protein], base: Path) -> list[str]:
+    """Validate the candidate inputs (located errors) without listing every complex, and
+    return the IDs of the proteins the candidates use (sorted): the workflow does this when
+    it starts (all-vs-all of 450 proteins is 10^5 complexes) and makes their MSAs."""
+    mode = candidates["mode"]
+    if mode == "pairs":
+        used = {c.protein_id for complex_ in load_candidates(candidates, proteins, base)
+                for c in complex_.chains}
+        return sorted(used)
+    lists = {key: read_id_list(str((base / candidates[key]).resolve()), proteins)
+             for key in ("ids", "baits", "library") if candidates.get(key)}
+    if mode == "all_vs_all":
+        return sorted(lists.get("ids", proteins))
+    return sorted(set(lists["baits"]) | set(lists.get("library", proteins)))
 
 
 def load_candidates(candidates: dict, proteins: dict[str, Protein], base: Path) -> list[Complex]:

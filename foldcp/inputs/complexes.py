@@ -18,6 +18,7 @@ import hashlib
 import re
 import string
 from dataclasses import dataclass
+from functools import cached_property
 
 from foldcp.inputs.fasta import Protein
 
@@ -150,16 +151,19 @@ def chain_letters(count: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Complex:
-    """A candidate complex in canonical form, with where it was first defined."""
+    """A candidate complex in canonical form, with where it was first defined.
+
+    `id` and `spec` are computed once per object (a proteome screen asks for them a few
+    times for each of 10^5 complexes)."""
 
     chains: tuple[Chain, ...]
     source: str = ""
 
-    @property
+    @cached_property
     def id(self) -> str:
         return complex_id(self.chains)
 
-    @property
+    @cached_property
     def spec(self) -> str:
         return ";".join(c.spec for c in self.chains)
 

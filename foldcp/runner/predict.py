@@ -10,7 +10,11 @@ the launcher then stops the others, and the workflow records the batch as failed
 Each complex is seeded with the configured seed before its forward pass, so its result does
 not depend on which batch it is in or what ran before it. A complex that fails (including
 CUDA out-of-memory) is recorded with its error in the batch status table and the batch goes
-on; complexes with a complete ``done.json`` are skipped, so reruns resume.
+on; complexes with a complete ``done.json`` (every file present with its recorded size and
+SHA-256) are skipped, so reruns resume: a batch killed midway (even by SIGKILL) redoes only
+the complexes without one, after removing what their interrupted run left. An output that
+cannot be written (disk full, unwritable folder) stops the batch with an OutputError naming
+the file: it is not the complex's failure, and the complexes after it would hit it too.
 
 Out of memory. A batch runs on its plan grid first; the workflow's later attempts run it on
 the next allowed grids (foldcp.plan.resources). A complex that runs out of memory on a grid
@@ -40,11 +44,18 @@ import torch
 
 from foldcp import __version__
 from foldcp.distributed.launch import rank_from_env, world_size_from_env
+from foldcp.errors import OutputError
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
 from foldcp.runner.featurize import featurize
-from foldcp.runner.outputs import confidence_summary, is_done, write_done, write_sample
+from foldcp.runner.outputs import (
+    clear_unfinished,
+    confidence_summary,
+    is_done,
+    write_done,
+    write_sample,
+)
 
 STATUS_COLUMNS = ["batch_id", "complex_id", "status", "error", "runtime_s", "device", "untrained"]
 # `foldcp predict` / `record-failure` exit with this when a complex ran out of memory on a grid
@@ -208,10 +219,10 @@ class BatchPredictor:
         atom_mask = featurized.features["atom_pad_mask"][0].bool()
         chain_names = [c["chain"] for c in featurized.chains]
         untrained = self.untrained
-        files = []
+        files = {}
         for sample in range(self.settings["diffusion_samples"]):
             coords = out["sample_atom_coords"][sample][atom_mask.to(self.device)].float().cpu().numpy()
-            files += write_sample(
+            files |= write_sample(
                 directory, sample, featurized.structure, coords,
                 out["plddt"][sample].float().cpu().numpy(),
                 out["pae"][sample].float().cpu().numpy(),
@@ -236,7 +247,8 @@ class BatchPredictor:
             "foldcp_version": __version__,
             "boltz_version": metadata.version("boltz"),
             "runtime_s": round(time.time() - started, 3),
-            "files": files,
+            "files": list(files),
+            "file_checks": files,
         }
         write_done(directory, manifest)
         return manifest
@@ -298,11 +310,19 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
             continue
         started = time.time()
         try:
+            if not distributed or rank_from_env() == 0:
+                clear_unfinished(directory)
             if predictor is None:
                 predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir)
             predictor.fold(complex_, proteins, directory)
             rows.append(dict(complex_id=complex_.id, status="ok", error="",
                              runtime_s=round(time.time() - started, 3)))
+        except OutputError as error:
+            done = sum(r["status"] in ("ok", "already_done") for r in rows)
+            raise OutputError(
+                f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
+                f"complexes finished and kept with their done.json; this one and the rest run "
+                f"when the batch runs again)") from error
         except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
             if predictor is None or predictor.grid is not None:
                 # The model could not be loaded (nothing in this batch can run), or a grid

@@ -60,3 +60,48 @@ def test_build_plan_tables():
             assert len(members) == 1
     assert set(plan.columns) >= {"complex_id", "chains", "tokens", "grid", "batch_id", "proteins"}
     assert isinstance(plan, pd.DataFrame) and plan["batch_id"].notna().all()
+
+
+def test_replan_keeps_batches_and_puts_new_complexes_in_new_batches(tmp_path, write):
+    """Stable batches: adding proteins to an all-vs-all screen adds batches, never reshuffles
+    the existing ones (their predictions, status and metric tables stay valid)."""
+    from foldcp.config import validate_config
+    from foldcp.plan import plan_screen
+
+    fasta = "".join(f">P{i}\n{'ACDEFGHIKL'[i % 10] * (60 + 7 * i)}\n" for i in range(14))
+    write("p.fasta", fasta)
+    write("ids.txt", "\n".join(f"P{i}" for i in range(10)) + "\n")
+    config = validate_config({"proteins": str(tmp_path / "p.fasta"),
+                              "candidates": {"mode": "all_vs_all", "ids": str(tmp_path / "ids.txt")},
+                              "plan": dict(PLAN, grids=[1])})
+    first = plan_screen(config, tmp_path / "plan", base=tmp_path)
+    assert (tmp_path / "plan" / "assignments.parquet").is_file()
+    assert plan_screen(config, tmp_path / "plan", base=tmp_path).equals(first)  # idempotent
+
+    write("ids.txt", "\n".join(f"P{i}" for i in range(1, 14)) + "\n")  # P0 out, P10-P13 in
+    second = plan_screen(config, tmp_path / "plan", base=tmp_path)
+    old = first.set_index("complex_id")["batch_id"]
+    new = second.set_index("complex_id")["batch_id"]
+    kept = old.index.intersection(new.index)
+    assert len(kept) == 36 and (new[kept] == old[kept]).all()
+    added = new.drop(kept)
+    assert len(added) == 13 * 12 // 2 - 36
+    assert not set(added) & set(old)  # only new batches for new complexes
+    assert min(int(b.split("-")[1]) for b in added) == max(int(b.split("-")[1]) for b in old) + 1
+    for batch_id, members in second.groupby("batch_id"):  # new batches obey the caps
+        if batch_id in set(added):
+            assert len(members) <= 3 and (len(members) == 1 or members["tokens"].sum() <= 1000)
+
+    # P0 comes back: its complexes return to their old batches; nothing is renumbered
+    write("ids.txt", "\n".join(f"P{i}" for i in range(14)) + "\n")
+    third = plan_screen(config, tmp_path / "plan", base=tmp_path).set_index("complex_id")["batch_id"]
+    assert (third[old.index] == old).all() and (third[new.index] == new).all()
+
+
+def test_build_plan_without_history_is_a_fresh_packing():
+    proteins = {"S": Protein("S", "M" * 200), "M": Protein("M", "K" * 300)}
+    complexes = [make_complex(parse_complex(s)) for s in ["S;S", "S;M", "M:2", "S:3"]]
+    fresh, _ = build_plan(complexes, proteins, PLAN)
+    empty = pd.DataFrame(columns=["complex_id", "grid", "batch_id"])
+    assert build_plan(complexes, proteins, PLAN, empty)[0].equals(fresh)
+    assert sorted(fresh["batch_id"].unique())[0] == "g1-00000"

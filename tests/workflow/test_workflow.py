@@ -88,6 +88,9 @@ def test_screen_tables(finished):
 
     ranked = pd.read_csv(results / "ranked.tsv", sep="\t")
     assert list(ranked["rank"]) == [1, 2, 3]
+    # the results check ran last: 4 candidates, each in exactly one table
+    check = yaml.safe_load((results / "check.json").read_text())
+    assert check["ok"] and (check["candidates"], check["with_results"], check["skipped"]) == (4, 3, 1)
     assert ranked["ranking_score"].is_monotonic_decreasing
     best = complexes[complexes["best_sample"]].set_index("complex_id")["ranking_score"]
     assert ranked.set_index("complex_id")["ranking_score"].to_dict() == pytest.approx(best.to_dict())

@@ -1,4 +1,5 @@
-# Analyze: result tables per batch, then merged and ranked.
+# Analyze: result tables per batch, then merged and ranked, then checked: every complex of
+# the plan in exactly one of complexes, failures and skipped.
 rule analyze:
     input:
         config=RESOLVED_CONFIG,
@@ -40,6 +41,8 @@ rule merge:
     params:
         plan_dir=lambda wildcards, input: Path(input.plan).parent,
         metrics=f"{OUT}/metrics",
+        # reads only new or changed batch tables (foldcp/analyze/merge.py); safe to delete
+        cache=f"{OUT}/metrics/merge_cache",
         results=lambda wildcards, output: Path(output.ranked).parent,
     log:
         f"{OUT}/logs/merge.log",
@@ -48,7 +51,32 @@ rule merge:
         ENV
     shell:
         "foldcp merge --config {input.config} --plan-dir {params.plan_dir} "
-        "--metrics {params.metrics} --out {params.results} > {log} 2>&1"
+        "--metrics {params.metrics} --cache {params.cache} --out {params.results} > {log} 2>&1"
+
+
+rule check_results:
+    input:
+        config=RESOLVED_CONFIG,
+        plan=f"{OUT}/plan/plan.parquet",
+        complexes=f"{OUT}/complexes.parquet",
+        chain_pairs=f"{OUT}/chain_pairs.parquet",
+        interface_residues=f"{OUT}/interface_residues.parquet",
+        failures=f"{OUT}/failures.parquet",
+        skipped=f"{OUT}/skipped.parquet",
+        ranked=f"{OUT}/ranked.parquet",
+    output:
+        f"{OUT}/check.json",
+    params:
+        plan_dir=lambda wildcards, input: Path(input.plan).parent,
+        results=lambda wildcards, input: Path(input.complexes).parent,
+    log:
+        f"{OUT}/logs/check_results.log",
+    localrule: True
+    conda:
+        ENV
+    shell:
+        "foldcp check-results --config {input.config} --plan-dir {params.plan_dir} "
+        "--results {params.results} --out {output} > {log} 2>&1"
 
 
 rule report:

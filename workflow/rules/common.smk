@@ -1,10 +1,12 @@
 # Config validation (errors name the key) and helper functions shared by the stages.
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from foldcp.config import validate_config
-from foldcp.inputs import load_candidates, read_fasta
+from foldcp.inputs import check_candidates, read_fasta
 from foldcp.msa.mmseqs import check_database, is_fasta, target_database
 from foldcp.msa.precomputed import check_folder, find_msa_file
 from foldcp.plan import resources as plan_resources
@@ -24,11 +26,12 @@ CANDIDATE_FILES = {
 MMSEQS_BUILDS_DB = config["msa"]["mode"] == "mmseqs" and is_fasta(config["msa"]["mmseqs"]["database"])
 MMSEQS_DB = str(target_database(config)) if config["msa"]["mode"] == "mmseqs" else ""
 
+_CANDIDATE_PROTEINS = []
 if workflow.is_main_process:
     # Bad input stops the workflow before any job runs, with the file, line and problem.
-    complexes = load_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
+    _CANDIDATE_PROTEINS = check_candidates(config["candidates"], read_fasta(config["proteins"]), Path.cwd())
     if config["msa"]["mode"] == "precomputed":
-        check_folder(config["msa"], (c.protein_id for cx in complexes for c in cx.chains))
+        check_folder(config["msa"], _CANDIDATE_PROTEINS)
     if config["msa"]["mode"] == "mmseqs":
         check_database(config["msa"]["mmseqs"]["database"])
 
@@ -42,14 +45,70 @@ def optional_input(path):
     return [path] if path else []
 
 
-def planned():
-    """The plan table, available once the plan checkpoint has run."""
-    plan_file = checkpoints.plan.get().output.plan
-    return pd.read_parquet(plan_file)
+PLAN_FILE = f"{OUT}/plan/plan.parquet"
+_PLAN_INDEX = {}
+
+
+def _plan_index(plan_file):
+    """Complex IDs and tokens of the plan's batches, read once per version of the plan file."""
+    stat = os.stat(plan_file)
+    key = (str(plan_file), stat.st_mtime_ns, stat.st_size)
+    if _PLAN_INDEX.get("key") != key:
+        plan = pd.read_parquet(plan_file, columns=["complex_id", "batch_id", "tokens"])
+        members, tokens = {}, {}
+        for complex_id, batch, n in zip(plan["complex_id"], plan["batch_id"], plan["tokens"]):
+            members.setdefault(batch, []).append(complex_id)
+            tokens.setdefault(batch, []).append(int(n))
+        _PLAN_INDEX.clear()
+        _PLAN_INDEX.update(key=key, batches={batch: sorted(ids) for batch, ids in members.items()},
+                           tokens=tokens)
+    return _PLAN_INDEX
+
+
+def plan_index():
+    """The plan's complex IDs by batch, read once per version of the plan file. Input
+    functions and params run for every job, and a proteome screen has thousands of batches
+    over a plan of 10^5 rows: reading the plan each time would take minutes."""
+    return _plan_index(checkpoints.plan.get().output.plan)["batches"]
 
 
 def all_batches():
-    return sorted(planned()["batch_id"].unique())
+    return sorted(plan_index())
+
+
+def candidate_msas(wildcards):
+    """The MSA and its record of every protein the candidates use (inputs of the MSA index).
+    Known from the inputs, not the plan: the MSAs need not wait for the plan checkpoint."""
+    return [f"{OUT}/msa/{protein}.{ext}" for protein in candidate_proteins()
+            for ext in ("a3m", "json")]
+
+
+def candidate_proteins():
+    return _CANDIDATE_PROTEINS or check_candidates(
+        config["candidates"], read_fasta(config["proteins"]), Path.cwd())
+
+
+def batch_members(wildcards):
+    """A digest of the batch's complex IDs. As a param of `predict` it re-runs a batch whose
+    members changed, while a re-plan that leaves a batch as it was (the plan file is
+    `ancient` there) does not re-run it."""
+    members = "\n".join(plan_index()[wildcards.batch])
+    return hashlib.sha1(members.encode()).hexdigest()[:16]
+
+
+_SEQUENCES = {}
+
+
+def protein_digest(wildcards):
+    """A digest of one protein's sequence: an `msa` job re-runs when its protein changes, not
+    whenever the FASTA file does (adding proteins to a screen would redo every MSA)."""
+    stat = os.stat(config["proteins"])
+    key = (stat.st_mtime_ns, stat.st_size)
+    if _SEQUENCES.get("key") != key:
+        _SEQUENCES.clear()
+        _SEQUENCES.update(key=key, proteins=read_fasta(config["proteins"]))
+    sequence = _SEQUENCES["proteins"][wildcards.protein].sequence
+    return hashlib.sha1(sequence.encode()).hexdigest()[:16]
 
 
 def precomputed_msa_files(protein):
@@ -66,16 +125,6 @@ def msa_inputs(wildcards):
     if config["msa"]["mode"] == "mmseqs":
         return [f"{MMSEQS_DB}.dbtype"]
     return []
-
-
-def batch_msas(wildcards):
-    """MSAs (and records) of the proteins in one batch: a batch waits only for its own
-    chains' MSAs."""
-    plan = planned()
-    proteins = set()
-    for members in plan.loc[plan["batch_id"] == wildcards.batch, "proteins"]:
-        proteins.update(members)
-    return [f"{OUT}/msa/{protein}.{ext}" for protein in sorted(proteins) for ext in ("a3m", "json")]
 
 
 def batch_grid(wildcards):
@@ -104,10 +153,10 @@ def launcher():
 
 
 def batch_tokens(wildcards):
-    """Tokens of a batch's complexes, read from the plan file itself: checkpoints.plan.get()
-    is not available where Slurm jobs evaluate their resources."""
-    plan = pd.read_parquet(f"{OUT}/plan/plan.parquet", columns=["batch_id", "tokens"])
-    return [int(n) for n in plan.loc[plan["batch_id"] == wildcards.batch, "tokens"]]
+    """Tokens of a batch's complexes, from the plan index (read once per version of the plan
+    file). The plan file is named directly: checkpoints.plan.get() is not available where
+    Slurm jobs evaluate their resources."""
+    return _plan_index(PLAN_FILE)["tokens"].get(wildcards.batch, [])
 
 
 def predict_resource(key):

@@ -10,14 +10,18 @@
 # fails in any other way, `foldcp record-failure` writes the status table with the error, so
 # no complex goes missing from the failures table. (Only resources change between attempts:
 # the shell reads the grid from them, not from params.)
+#
+# The plan runs after every MSA (plan.smk), so a batch finds its MSAs in msa_dir. A re-plan
+# rewrites plan.parquet but keeps existing batches (foldcp/plan/plan.py): the plan is
+# `ancient` here, and `members` re-runs only a batch whose complexes changed.
 rule predict:
     input:
         config=RESOLVED_CONFIG,
-        plan=f"{OUT}/plan/plan.parquet",
-        msas=batch_msas,
+        plan=ancient(f"{OUT}/plan/plan.parquet"),
     output:
         status=f"{OUT}/predictions/batches/{{batch}}.parquet",
     params:
+        members=batch_members,
         predictions=lambda wildcards, output: Path(output.status).parent.parent,
         plan_grid=batch_grid,
         last_grid=last_grid,
