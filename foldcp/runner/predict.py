@@ -48,6 +48,7 @@ from foldcp.errors import OutputError
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
+from foldcp.plan.memory import MemoryModel
 from foldcp.runner.featurize import featurize
 from foldcp.runner.outputs import (
     clear_unfinished,
@@ -100,6 +101,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def single_gpu_engine(setting: str, tokens: int, device: torch.device, use_kernels: bool,
+                      plan_settings: dict) -> str:
+    """Which model folds a complex on one device: `boltz` or `foldcp` (1×1 grid).
+
+    `auto`: on CPU, Boltz's own forward (same numbers, no reason to differ). On a GPU, Boltz
+    with its cuEquivariance kernels where they are on and its memory fits the GPU (faster
+    there at small sizes, bench/RESULTS.md), else foldcp's bounded-memory kernels, which are
+    faster than Boltz's plain PyTorch path and fold larger complexes on one GPU.
+    """
+    if setting != "auto":
+        return setting
+    if device.type != "cuda":
+        return "boltz"
+    model = MemoryModel(**plan_settings["memory_model"])
+    budget = plan_settings["gpu_memory_gib"] * (1.0 - plan_settings["safety_margin"])
+    return "boltz" if use_kernels and model.boltz_gib(tokens) <= budget else "foldcp"
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error)
 
@@ -137,6 +156,7 @@ class BatchPredictor:
             self.msa_store = MsaStore(msa_dir or Path(config["output_dir"]) / "msa",
                                       read_fasta(config["proteins"]))
         self.grid = None
+        self.plan_settings = config["plan"]
         if grid_size > 1:
             from foldcp.distributed.grid import factor_grid
             from foldcp.distributed.launch import init_from_env
@@ -163,8 +183,16 @@ class BatchPredictor:
     def is_writer(self) -> bool:
         return self.grid is None or self.grid.rank == 0
 
-    def _forward(self, features: dict, complex_id: str = "") -> dict:
-        """Boltz2 inference on one device, or the context-parallel model on the grid."""
+    def engine_for(self, tokens: int) -> str:
+        """`boltz` (Boltz2.forward) or `foldcp` (the context-parallel model) for a complex."""
+        if self.grid is not None:
+            return "foldcp"
+        return single_gpu_engine(self.settings.get("single_gpu", "auto"), tokens, self.device,
+                                 self.settings.get("use_kernels", False), self.plan_settings)
+
+    def _forward(self, features: dict, complex_id: str = "", engine: str = "boltz") -> dict:
+        """Boltz2 inference on one device, or the context-parallel model on the grid (a 1×1
+        grid on one device)."""
         size = self.grid.size if self.grid else 1
         if size < fake_oom_grid(complex_id) and (self.grid is None or self.grid.rank == size - 1):
             raise torch.cuda.OutOfMemoryError(
@@ -174,19 +202,22 @@ class BatchPredictor:
             diffusion_samples=self.settings["diffusion_samples"],
             max_parallel_samples=self.settings["max_parallel_samples"],
         )
-        if self.grid is None:
+        if engine == "boltz":
             return self.model(features, num_sampling_steps=self.settings["sampling_steps"],
                               run_confidence_sequentially=True, **kwargs)
         from foldcp.distributed.comm import gather_pair
+        from foldcp.distributed.grid import Grid
         from foldcp.distributed.layout import Layout
         from foldcp.distributed.model import DistBoltz2
 
         n = features["token_pad_mask"].shape[1]
-        check_same_features(features, self.device)
-        layout = Layout.for_tokens(self.grid, n)
+        grid = self.grid or Grid(1, 1, 0)
+        if self.grid is not None:
+            check_same_features(features, self.device)
+        layout = Layout.for_tokens(grid, n)
         out = DistBoltz2(self.model).predict(
             features, layout, sampling_steps=self.settings["sampling_steps"], **kwargs)
-        pae = [gather_pair(out["pae_block"][k : k + 1, ..., None], self.grid, layout.n_padded)
+        pae = [gather_pair(out["pae_block"][k : k + 1, ..., None], grid, layout.n_padded)
                for k in range(out["pae_block"].shape[0])]
         out["pae"] = torch.cat([p[..., 0][:, :n, :n] for p in pae]) if self.is_writer else None
         return out
@@ -203,14 +234,15 @@ class BatchPredictor:
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
         )
-        if self.grid is None:
+        engine = self.engine_for(int(featurized.features["token_pad_mask"].shape[1]))
+        if engine == "boltz":
             features = to_device(featurized.features, self.device)
         else:
             from foldcp.distributed.pair_init import split_features
 
             features = split_features(featurized.features, self.device)
         with torch.inference_mode(), autocast:
-            out = self._forward(features, complex_.id)
+            out = self._forward(features, complex_.id, engine)
         if not self.is_writer:
             return None
         # Boltz's own ranking score (predict_step): 0.8 pLDDT + 0.2 ipTM (pTM if no interface).
@@ -242,6 +274,7 @@ class BatchPredictor:
             "settings": {k: self.settings[k] for k in (
                 "recycling_steps", "sampling_steps", "diffusion_samples", "seed")},
             "precision": self.precision,
+            "engine": engine if self.grid is None else f"foldcp {self.grid.rows}x{self.grid.cols}",
             "device": str(self.device),
             "grid": f"{self.grid.rows}x{self.grid.cols}" if self.grid else "1x1",
             "foldcp_version": __version__,

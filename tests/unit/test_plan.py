@@ -12,20 +12,23 @@ PLAN = {
 }
 
 
-def test_memory_model_reproduces_anchor_figures():
+def test_stock_boltz_term_reproduces_anchor_figures():
     model = MemoryModel()
     # stock Boltz-2, one H100: 10.1 GiB @1000, 34.5 @2000, 52.8 @2500 tokens
     for tokens, gib in [(1000, 10.1), (2000, 34.5), (2500, 52.8)]:
-        assert model.gib_per_gpu(tokens, 1) == pytest.approx(gib, abs=0.2)
+        assert model.boltz_gib(tokens) == pytest.approx(gib, abs=0.2)
     assert model.gib_per_gpu(4000, 4) < model.gib_per_gpu(4000, 2) < model.gib_per_gpu(4000, 1)
+    assert model.gib_per_gpu(2500, 1) < model.boltz_gib(2500)  # foldcp's kernels on one GPU
 
 
 def test_grid_is_smallest_that_fits():
     model = MemoryModel()
-    assert choose_grid(2500, [1, 2, 4], model, 80, 0.1).gpus == 1
-    # 3000 tokens: ~75 GiB on one GPU > 72 budget -> 2 GPUs (anchor: stock OOMs at 3000)
-    assert choose_grid(3000, [1, 2, 4], model, 80, 0.1).gpus == 2
-    assert choose_grid(3000, [1, 4], model, 80, 0.1).gpus == 4
+    # 3,000 tokens: stock Boltz runs out of memory on one H100; foldcp's 1x1 model needs ~46 GiB
+    assert choose_grid(3000, [1, 2, 4], model, 80, 0.1).gpus == 1
+    # 4,000 tokens: 2 + 4.9 x 16 = 80 GiB > 72 on one GPU -> 2 GPUs (~43 GiB each)
+    assert choose_grid(4000, [1, 2, 4], model, 80, 0.1).gpus == 2
+    assert choose_grid(4000, [1, 4], model, 80, 0.1).gpus == 4
+    assert choose_grid(4000, [1, 2, 4], model, 141, 0.1).gpus == 1  # an H200
     too_big = choose_grid(20000, [1, 2, 4], model, 80, 0.1)
     assert too_big.gpus is None and "20000 tokens" in too_big.reason
 

@@ -269,3 +269,29 @@ def test_record_failure_reads_what_this_attempt_left(screen, monkeypatch):
     assert "something old" not in table.loc["P11540__pepA", "error"]
     written = pd.read_parquet(pred / "batches" / f"{batch}.parquet").set_index("complex_id")
     assert written["status"].to_dict() == table["status"].to_dict()
+
+
+def test_one_gpu_engines_fold_the_same_structures(screen):
+    """`model.single_gpu`: Boltz's own forward and foldcp's model on a 1x1 grid give the same
+    structures and PAE for the same seed (the engine is recorded in done.json)."""
+    config, root, batch = screen
+    results = {}
+    for engine in ("boltz", "foldcp"):
+        config["model"]["single_gpu"] = engine
+        out = root / f"pred_{engine}"
+        table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
+        assert list(table["status"]) == ["ok"] * 3
+        results[engine] = out
+    for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
+        dirs = {e: results[e] / complex_id for e in results}
+        assert {json.loads((d / "done.json").read_text())["engine"] for d in dirs.values()} \
+            == {"boltz", "foldcp"}
+        for sample in (0, 1):
+            pae = {e: np.load(d / f"pae_model_{sample}.npz")["pae"] for e, d in dirs.items()}
+            assert pae["boltz"].std() > 0.1  # a real PAE map, not a constant
+            np.testing.assert_allclose(pae["foldcp"], pae["boltz"], atol=2e-3)
+            coords = {e: np.array([a.pos.tolist() for r in gemmi.read_structure(
+                str(d / f"model_{sample}.cif"))[0][0] for a in r]) for e, d in dirs.items()}
+            scale = np.abs(coords["boltz"]).max()
+            assert scale > 1.0
+            np.testing.assert_allclose(coords["foldcp"], coords["boltz"], atol=max(5e-3, 3e-6 * scale))
