@@ -55,6 +55,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--no-serial", action="store_true")
+    parser.add_argument("--pairformer-blocks", type=int, default=None,
+                        help="keep only the first K of the 64 Pairformer blocks: a capacity "
+                             "probe (every block has the same peak memory) that fits the "
+                             "device's time limit at large N; the time is then NOT a fold's")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     grid, device = init_from_env(timeout_s=3 * 3600)  # the others wait while rank 0 runs serial
@@ -63,6 +67,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = Boltz2(**hparams).eval()
     randomize_weights(model, seed=0, std=0.02)
+    if args.pairformer_blocks is not None:
+        layers = model.pairformer_module.layers
+        model.pairformer_module.layers = torch.nn.ModuleList(list(layers)[: args.pairformer_blocks])
     model = model.to(device)
     saved = torch.load(Path(args.inputs) / f"features_{args.tokens}.pt", weights_only=False)
     feats_cpu = expand(saved, "cpu")
@@ -77,7 +84,7 @@ def main() -> None:
 
     row = {"tokens": n, "grid": f"{grid.rows}x{grid.cols}", "recycling": args.recycling,
            "commit": _commit(),
-           "steps": args.steps, "samples": args.samples,
+           "steps": args.steps, "samples": args.samples, "pairformer_blocks": args.pairformer_blocks,
            "card": torch.cuda.get_device_name(device) if cuda else "cpu"}
     serial = None
     if grid.rank == 0 and not args.no_serial:
