@@ -62,7 +62,7 @@ class DistConfidence(nn.Module):
         z = z + m.dist_bin_pairwise_embed((d.unsqueeze(-1) > m.boundaries).sum(dim=-1).long())
         mask = layout.pad_single(feats["token_pad_mask"].float())
         pair_mask = mask[:, rows, None] * mask[:, None, cols]
-        s, z = self.pairformer(layout.pad_single(s), z, mask, pair_mask, layout)
+        s, z = self.pairformer(layout.pad_single(s), z, mask, pair_mask, layout, consume_z=True)
         return self._heads(s, z, d, x_pred, feats, pdistogram_block, layout, n)
 
     def _heads(self, s, z, d, x_pred, feats, pdistogram_block, layout: Layout, n: int) -> dict:

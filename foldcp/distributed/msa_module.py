@@ -162,7 +162,7 @@ class DistMSALayer(nn.Module):
         m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
         m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
         z = z + self.outer_product_mean(m, msa_mask, layout)
-        z = self.pairformer_layer(z, pair_mask, layout)
+        z = self.pairformer_layer(z, pair_mask, layout, consume_z=True)  # z is fresh
         return z, m
 
 

@@ -32,14 +32,17 @@ class DistPairStack(nn.Module):
         self.tri_att_start = DistTriangleAttention(serial.tri_att_start)
         self.tri_att_end = DistTriangleAttention(serial.tri_att_end)
 
-    def forward(self, z, pair_mask, layout: Layout):
+    def forward(self, z, pair_mask, layout: Layout, consume_z: bool = False):
+        """consume_z: the caller hands z over (it will not read it again), so it is updated
+        in place — no second pair block exists during the layer. Otherwise the first update
+        makes the layer's own copy and the caller's z is untouched."""
         batch, length, device = z.shape[0], layout.n_real, z.device
         replay_dropout_draw(batch, length, device)
         # record_function labels let bench/pairformer_layer.py --profile split the time
         with record_function("foldcp.tri_mul_out"):
-            z = z + self.tri_mul_out(z, pair_mask, layout)
-        # z is now this layer's own tensor (the caller's is untouched): update it in place,
-        # so no second pair block exists while the next update is computed
+            update = self.tri_mul_out(z, pair_mask, layout)
+            z = z.add_(update) if consume_z else z + update
+            del update
         replay_dropout_draw(batch, length, device)
         with record_function("foldcp.tri_mul_in"):
             z += self.tri_mul_in(z, pair_mask, layout)
@@ -60,10 +63,11 @@ class DistPairformerLayer(nn.Module):
         self.pair_stack = DistPairStack(serial)
         self.attention = DistAttentionPairBias(serial.attention)
 
-    def forward(self, s, z, mask, pair_mask, layout: Layout):
-        """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block."""
+    def forward(self, s, z, mask, pair_mask, layout: Layout, consume_z: bool = False):
+        """s: [B, N', C_s] whole; z: pair block; mask: [B, N']; pair_mask: pair-mask block.
+        consume_z: see DistPairStack."""
         m = self.serial
-        z = self.pair_stack(z, pair_mask, layout)
+        z = self.pair_stack(z, pair_mask, layout, consume_z)
         with torch.autocast("cuda", enabled=False), record_function("foldcp.attention_pair_bias"):
             s_normed = m.pre_norm_s(s.float())
             s = s.float() + self.attention(s_normed, z.float(), mask.float(), s_normed, layout)
@@ -78,7 +82,9 @@ class DistPairformerModule(nn.Module):
         self.serial = serial
         self.layers = nn.ModuleList(DistPairformerLayer(layer) for layer in serial.layers)
 
-    def forward(self, s, z, mask, pair_mask, layout: Layout):
-        for layer in self.layers:
-            s, z = layer(s, z, mask, pair_mask, layout)
+    def forward(self, s, z, mask, pair_mask, layout: Layout, consume_z: bool = False):
+        """consume_z: the caller hands z over (updated in place, see DistPairStack); after
+        the first layer the module owns z either way."""
+        for index, layer in enumerate(self.layers):
+            s, z = layer(s, z, mask, pair_mask, layout, consume_z=consume_z or index > 0)
         return s, z

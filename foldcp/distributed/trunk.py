@@ -68,5 +68,5 @@ class DistTrunk(nn.Module):
                 for _ in m.template_module.pairformer.layers:
                     replay_pair_stack_draws(z.shape[0] * templates, layout.n_real, z.device)
             z = z + self.msa_module(z, s_inputs, feats, pair_mask, layout)
-            s, z = self.pairformer(s, z, mask, pair_mask, layout)
+            s, z = self.pairformer(s, z, mask, pair_mask, layout, consume_z=True)  # z is fresh
         return TrunkOutput(s_inputs, s, z, self.distogram(z, layout))

@@ -31,7 +31,8 @@ def make_workspace(root: Path, **overrides) -> Path:
     config["known_interactions"] = str(REPO / "config" / "example" / "known_interactions.tsv")
     config["candidates"]["pairs"] = "pairs.tsv"
     # one GPU of 5 GiB: the 616-token SOD1 tetramer does not fit -> skipped table
-    config["plan"].update(grids=[1], gpu_memory_gib=5, safety_margin=0.0)
+    config["plan"].update(grids=[1], gpu_memory_gib=5, safety_margin=0.0,
+                          memory_model=dict(fixed_gib=2.0, pair_gib_per_ktoken2=8.13))
     config["plan"]["batch"] = {"max_complexes": 2, "max_tokens": 20000}
     config["model"].update(recycling_steps=0, sampling_steps=2, diffusion_samples=2, device="cpu")
     config.update(overrides)
