@@ -52,16 +52,32 @@ def rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
     `expansion` is the function's widest hidden layer in units of x's channels (4 for Boltz's
     Transition): chunks are sized so that hidden layer never exceeds x's own size.
     """
-    rows = x.shape[1]
-    chunk = max(1, rows // max(1, expansion))
-    if chunk >= rows:
-        return fn(x)
-    return torch.cat([fn(x[:, r : r + chunk]) for r in range(0, rows, chunk)], dim=1)
+    return assemble_rows(lambda r0, r1: fn(x[:, r0:r1]), x.shape[1],
+                         _expansion_chunk(x.shape[1], expansion))
+
+
+def _expansion_chunk(rows: int, expansion: int) -> int:
+    return max(1, rows // max(1, expansion))
 
 
 def row_chunks(rows: int, chunk: int):
     """(start, end) of consecutive row chunks of at most `chunk` rows."""
     return [(r, min(rows, r + chunk)) for r in range(0, rows, max(1, chunk))]
+
+
+def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """fn(r0, r1) → the [B, r1 - r0, ...] rows of a result, computed chunk by chunk and written
+    into one tensor (dtype: the first chunk's unless given); one chunk is returned as is."""
+    chunks = row_chunks(rows, chunk)
+    if len(chunks) == 1 and dtype is None:
+        return fn(0, rows)
+    out = None
+    for r0, r1 in chunks:
+        part = fn(r0, r1)
+        if out is None:
+            out = part.new_empty((part.shape[0], rows, *part.shape[2:]), dtype=dtype or part.dtype)
+        out[:, r0:r1] = part
+    return out
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -80,17 +96,13 @@ def normed_rows(norm, x: torch.Tensor, dtype: torch.dtype, parts: int = 4) -> to
     autocast dtype anyway; storing it there directly keeps the float32 transient to 1/parts
     of the block (the values the linear layers see are the same).
     """
-    out = torch.empty(x.shape, dtype=dtype, device=x.device)
-    for r0, r1 in row_chunks(x.shape[1], -(-x.shape[1] // parts)):
-        out[:, r0:r1] = norm(x[:, r0:r1])
-    return out
+    return assemble_rows(lambda r0, r1: norm(x[:, r0:r1]), x.shape[1],
+                         -(-x.shape[1] // parts), dtype)
 
 
 def add_rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
     """x += fn(x), in place, in row chunks sized as in `rowwise` (a chunk's update is
     computed before it is added, so each chunk sees its own input)."""
-    rows = x.shape[1]
-    chunk = max(1, rows // max(1, expansion))
-    for r0, r1 in row_chunks(rows, chunk):
+    for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], expansion)):
         x[:, r0:r1] += fn(x[:, r0:r1])
     return x

@@ -33,7 +33,7 @@ from torch import nn
 from foldcp.distributed import fused_attention
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
 from foldcp.distributed.fused_attention import LseMerge, align_keys, block_attention
-from foldcp.distributed.layout import Layout, compute_dtype, normed_rows, row_chunks
+from foldcp.distributed.layout import Layout, assemble_rows, compute_dtype, normed_rows
 
 
 class DistTriangleAttention(nn.Module):
@@ -76,8 +76,7 @@ class DistTriangleAttention(nn.Module):
         fused = self.fused and fused_attention.fused_available(x)
         if fused:
             _check_outer_product(mask)
-        out = None
-        for r0, r1 in row_chunks(rows, self._chunk(rows, cols, n, heads, fused)):
+        def rows_of_output(r0: int, r1: int) -> torch.Tensor:
             x_c = x[:, r0:r1]
             q = heads_view(mha.linear_q(x_c)) / math.sqrt(width)
             k = heads_view(mha.linear_k(x_c))
@@ -88,11 +87,9 @@ class DistTriangleAttention(nn.Module):
             else:
                 o = self._streamed_blocks(q, blocks, bias_rows, layout)
             gate = mha.sigmoid(mha.linear_g(x_c)).view(batch, r1 - r0, cols, heads, width)
-            o = mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
-            if out is None:
-                out = o.new_empty((batch, rows, cols, o.shape[-1]))
-            out[:, r0:r1] = o
-        return out
+            return mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
+
+        return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused))
 
     def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool) -> int:
         """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block; the streamed

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from foldcp.distributed.comm import transpose_pair
-from foldcp.distributed.layout import Layout, compute_dtype, normed_rows, row_chunks
+from foldcp.distributed.layout import (
+    Layout,
+    assemble_rows,
+    compute_dtype,
+    normed_rows,
+    row_chunks,
+)
 from foldcp.distributed.summa import summa
 
 
@@ -61,10 +67,6 @@ class DistTriangleMultiplication(nn.Module):
             if product is None:
                 product = part.new_empty((*part.shape[:-1], channels))
             product[..., c0:c1] = part
-        out = None
-        for r0, r1 in row_chunks(x.shape[1], -(-x.shape[1] // 4)):
-            o = m.p_out(m.norm_out(product[:, r0:r1])) * m.g_out(x[:, r0:r1]).sigmoid()
-            if out is None:
-                out = o.new_empty((*x.shape[:-1], o.shape[-1]))
-            out[:, r0:r1] = o
-        return out
+        return assemble_rows(
+            lambda r0, r1: m.p_out(m.norm_out(product[:, r0:r1])) * m.g_out(x[:, r0:r1]).sigmoid(),
+            x.shape[1], -(-x.shape[1] // 4))
