@@ -134,10 +134,7 @@ def main() -> None:
         row.update(oom=True, cp_s=round(time.perf_counter() - started, 2),
                    cp_peak_gib_per_gpu=round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
                    error=str(error)[:300], where=_innermost_foldcp_frames(error))
-        print(json.dumps(row), flush=True)
-        if args.out:
-            with open(args.out, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+        emit(row, args.out)
         raise SystemExit(3)
     stats = torch.tensor([time.perf_counter() - started,
                           torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0], device=device)
@@ -153,12 +150,17 @@ def main() -> None:
             row["max_abs_pae_diff_A"] = diff(pae[0, :n, :n, 0], serial["pae"][0])
             row["ptm"], row["ptm_diff"] = float(serial["ptm"][0]), diff(out["ptm"], serial["ptm"])
             row["iptm"], row["iptm_diff"] = float(serial["iptm"][0]), diff(out["iptm"], serial["iptm"])
-        print(json.dumps(row), flush=True)
-        if args.out:
-            with open(args.out, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+        emit(row, args.out)
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def emit(row: dict, out: str | None) -> None:
+    """Print the result row and append it to the JSON-lines file `out`."""
+    print(json.dumps(row), flush=True)
+    if out:
+        with open(out, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
 
 
 def _commit() -> str:
