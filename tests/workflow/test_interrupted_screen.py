@@ -13,6 +13,17 @@ import yaml
 from test_workflow import SNAKEMAKE, make_workspace, snakemake
 
 
+def screen_workspace(tmp_path: Path, max_complexes: int, pairs: str) -> Path:
+    """The workflow tests' workspace with batches of `max_complexes`, no export, these pairs."""
+    root = make_workspace(tmp_path, known_interactions=None)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["plan"]["batch"] = {"max_complexes": max_complexes, "max_tokens": 20000}
+    config["export"] = {"enabled": False}
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "pairs.tsv").write_text(pairs)
+    return root
+
+
 def descendants(pid: int) -> list[int]:
     """Processes started (directly or not) by `pid`, from /proc."""
     children: dict[int, list[int]] = {}
@@ -39,12 +50,7 @@ def cmdline(pid: int) -> list[str]:
 
 
 def test_predict_job_killed_then_workflow_rerun(tmp_path, foldcp_cache):
-    root = make_workspace(tmp_path, known_interactions=None)
-    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
-    config["plan"]["batch"] = {"max_complexes": 3, "max_tokens": 20000}
-    config["export"] = {"enabled": False}
-    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    (root / "pairs.tsv").write_text("chains\nP69905;P68871\nP00441:2\nP11540;P62805\n")
+    root = screen_workspace(tmp_path, max_complexes=3, pairs="chains\nP69905;P68871\nP00441:2\nP11540;P62805\n")
     predictions = root / "results" / "predictions"
     killed = []
     with open(tmp_path / "first.log", "w") as log:
@@ -96,12 +102,7 @@ def test_predict_job_killed_then_workflow_rerun(tmp_path, foldcp_cache):
 def test_adding_complexes_reruns_only_what_is_new(tmp_path, foldcp_cache):
     """A screen grows: the re-plan keeps the existing batches, so only the new batch is folded
     and analysed, no existing MSA is redone, and the merge reads only the new batch's tables."""
-    root = make_workspace(tmp_path, known_interactions=None)
-    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
-    config["plan"]["batch"] = {"max_complexes": 1, "max_tokens": 20000}
-    config["export"] = {"enabled": False}
-    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    (root / "pairs.tsv").write_text("chains\nP69905;P68871\nP00441:2\n")
+    root = screen_workspace(tmp_path, max_complexes=1, pairs="chains\nP69905;P68871\nP00441:2\n")
     result = snakemake(root)
     assert result.returncode == 0, result.stderr[-4000:]
     results = root / "results"
