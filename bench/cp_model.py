@@ -59,6 +59,9 @@ def main() -> None:
                         help="keep only the first K of the 64 Pairformer blocks: a capacity "
                              "probe (every block has the same peak memory) that fits the "
                              "device's time limit at large N; the time is then NOT a fold's")
+    parser.add_argument("--profile-step", type=int, default=None, metavar="K",
+                        help="profile the K-th denoising step: wall vs GPU-busy time and the "
+                             "top GPU ops (is the step launch-bound?) go into the row")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     grid, device = init_from_env(timeout_s=3 * 3600)  # the others wait while rank 0 runs serial
@@ -125,6 +128,8 @@ def main() -> None:
     dist_model.confidence.forward = timed_phase("confidence", dist_model.confidence.forward)
     dist_model_module.sample_structure = timed_phase("diffusion", dist_model_module.sample_structure)
     row["phases_s"] = phases
+    if args.profile_step:
+        profile_denoising_step(model.structure_module, args.profile_step, row, sync)
     try:
         with torch.inference_mode(), autocast:
             torch.manual_seed(1)
@@ -153,6 +158,37 @@ def main() -> None:
         emit(row, args.out)
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def profile_denoising_step(structure_module, step: int, row: dict, sync) -> None:
+    """Profile the `step`-th call of the score network (one denoising step): its wall time,
+    the GPU's busy time and the top GPU ops land in row["step_profile"]."""
+    from torch.profiler import ProfilerActivity, profile
+
+    original = structure_module.preconditioned_network_forward
+    calls = [0]
+
+    def profiled(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] != step:
+            return original(*args, **kwargs)
+        sync()
+        started = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            result = original(*args, **kwargs)
+            sync()
+        wall = time.perf_counter() - started
+        events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+        events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+        row["step_profile"] = {
+            "wall_ms": round(wall * 1e3, 2),
+            "gpu_busy_ms": round(sum(e.self_device_time_total for e in events) / 1e3, 2),
+            "gpu_events": sum(e.count for e in events),
+            "top_ops_ms": {e.key[:70]: round(e.self_device_time_total / 1e3, 2) for e in events[:15]},
+        }
+        return result
+
+    structure_module.preconditioned_network_forward = profiled
 
 
 def emit(row: dict, out: str | None) -> None:

@@ -104,19 +104,24 @@ def all_gather_cat(tensor: torch.Tensor, group, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=dim)
 
 
-def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
+def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int, pair_dims: tuple[int, int] = (1, 2)
+                   ) -> torch.Tensor:
     """Natural layout of X → natural layout of Xᵀ: rank (p, q) ends with Xᵀ[R_p, C_q].
 
-    x: [B, |R_p|, |C_q|, ...] = X[R_p, C_q] on rank (p, q). Rank (p, q) needs X[C_q, R_p];
-    the piece X[R_s ∩ C_q, C_t ∩ R_p] comes from rank (s, t). On a square grid this is a swap
-    with rank (q, p); on r != c grids each rank exchanges with up to (r+c-1)² others.
-    Returns [B, |R_p|, |C_q|, ...].
+    x: X[R_p, C_q] on rank (p, q), its pair dimensions at `pair_dims` — [B, |R_p|, |C_q|, ...]
+    by default, [B, D, |R_p|, |C_q|] for channel-first blocks with pair_dims=(2, 3). Rank (p, q)
+    needs X[C_q, R_p]; the piece X[R_s ∩ C_q, C_t ∩ R_p] comes from rank (s, t). On a square
+    grid this is a swap with rank (q, p); on r != c grids each rank exchanges with up to
+    (r+c-1)² others. Returns the same layout as x, contiguous.
     """
     if grid.size == 1:
-        return x.transpose(1, 2).contiguous()
+        return x.transpose(*pair_dims).contiguous()
+    # Work on a view with the pair dimensions at 1, 2; the result is stored in x's layout.
+    view = x.movedim(pair_dims, (1, 2))
     r0, r1 = grid.row_range(n_padded)
     c0, c1 = grid.col_range(n_padded)
-    out = x.new_empty((x.shape[0], c1 - c0, r1 - r0, *x.shape[3:]))  # X[C_q, R_p]
+    stored = x.new_empty(x.shape)  # Xᵀ[R_p, C_q], contiguous in x's layout
+    out = stored.movedim(pair_dims, (1, 2)).transpose(1, 2)  # X[C_q, R_p]: a view of it
     ops, landing = [], []
     for p in range(grid.rows):
         for q in range(grid.cols):
@@ -127,7 +132,7 @@ def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
             rows = (max(r0, dc0), min(r1, dc1))
             cols = (max(c0, dr0), min(c1, dr1))
             if rows[0] < rows[1] and cols[0] < cols[1]:
-                piece = x[:, rows[0] - r0 : rows[1] - r0, cols[0] - c0 : cols[1] - c0].contiguous()
+                piece = view[:, rows[0] - r0 : rows[1] - r0, cols[0] - c0 : cols[1] - c0].contiguous()
                 if peer == grid.rank:
                     out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0] = piece
                 else:
@@ -138,17 +143,17 @@ def transpose_pair(x: torch.Tensor, grid: Grid, n_padded: int) -> torch.Tensor:
             rows = (max(dr0, c0), min(dr1, c1))
             cols = (max(dc0, r0), min(dc1, r1))
             if rows[0] < rows[1] and cols[0] < cols[1]:
-                view = out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0]
-                buffer = torch.empty(view.shape, dtype=x.dtype, device=x.device)
+                target = out[:, rows[0] - c0 : rows[1] - c0, cols[0] - r0 : cols[1] - r0]
+                buffer = torch.empty(target.shape, dtype=x.dtype, device=x.device)
                 ops.append(dist.P2POp(dist.irecv, buffer, peer))
-                landing.append((view, buffer))
+                landing.append((target, buffer))
     # All sends and receives in one batch (see RingShift.post), then land the pieces.
     if ops:
         for work in dist.batch_isend_irecv(ops):
             work.wait()
-    for view, buffer in landing:
-        view.copy_(buffer)
-    return out.transpose(1, 2).contiguous()
+    for target, buffer in landing:
+        target.copy_(buffer)
+    return stored
 
 
 def gather_pair(block: torch.Tensor, grid: Grid, n_padded: int, dst: int = 0) -> torch.Tensor | None:

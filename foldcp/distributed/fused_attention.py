@@ -1,10 +1,9 @@
 """Attention over one key block with a fused GPU kernel, returning the log-sum-exp so key
 blocks that live on other ranks can be merged exactly.
 
-    k, v, bias = align_keys(k, v, bias)           # once per key block
     out_b, lse_b = block_attention(q, k, v, bias)
-    q: [G, H, L, d], k, v: [G, H, K, d], bias: [G, H, L, K] (additive, already scaled q; may
-    be a stride-0 expansion of one [1, H, L, K] bias over G — the kernel reads it in place)
+    q: [G, H, L, d], k, v: [G, H, K, d] (last dimension contiguous; head-split views are fine),
+    bias: [H, L, K] shared by all G rows (additive, already in q's scale)
     out_b: [G, H, L, d] = softmax(q·kᵀ + bias) v over this block; lse_b: [G, H, L] float32
 
 Merging blocks a and b: lse = logaddexp(lse_a, lse_b),
@@ -13,10 +12,15 @@ union of the keys.
 
 Why: the streaming softmax written with PyTorch element-wise ops passes over the
 [rows, heads, queries, keys] scores about ten times in float32; on an H100 that was ~93 % of
-a Pairformer layer's time at 2,048 tokens (bench/RESULTS.md, profile). PyTorch's
-memory-efficient attention kernel (the one `scaled_dot_product_attention` uses with an
-additive mask) does it in one pass and can return the log-sum-exp. Used on CUDA for
-float32/bfloat16/float16; elsewhere (CPU tests, float64) the caller keeps its plain path.
+a Pairformer layer's time at 2,048 tokens (bench/RESULTS.md, profile). Kernels, in order of
+preference (bench/attention_kernels.py measures them):
+- triton_attention.shared_bias_attention: flash attention that reads the shared bias once
+  per tile (Triton ships with CUDA builds of PyTorch);
+- PyTorch's memory-efficient attention (what `scaled_dot_product_attention` uses with an
+  additive mask), handed the bias expanded over rows with stride 0 and keys padded to its
+  alignment; it also returns the log-sum-exp.
+Used on CUDA for float32/bfloat16/float16; elsewhere (CPU tests, float64) the caller keeps
+its plain path.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-ALIGN = 16  # the kernel wants the bias's key stride aligned: keys padded to a multiple
+from foldcp.distributed import triton_attention
+
+ALIGN = 16  # the memory-efficient kernel wants the bias's key stride aligned: keys padded
 
 
 def fused_available(x: torch.Tensor) -> bool:
@@ -33,34 +39,44 @@ def fused_available(x: torch.Tensor) -> bool:
 
 
 def efficient_attention_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tensor]:
-    """PyTorch's memory-efficient attention (CUDA): (out, lse [G, H, ≥L] float32)."""
+    """PyTorch's memory-efficient attention (CUDA) → (out, lse [G, H, L] float32)."""
+    rows, queries = q.shape[0], q.shape[-2]
+    k, v, bias = _align_keys(k, v, bias.to(q.dtype))
     out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
-        q, k, v, bias, True, 0.0, False, scale=1.0)[:2]
-    return out, lse
+        q.contiguous(), k.contiguous(), v.contiguous(),
+        bias.unsqueeze(0).expand(rows, -1, -1, -1), True, 0.0, False, scale=1.0)[:2]
+    return out, lse[..., :queries]
 
 
-KERNEL = efficient_attention_kernel  # tests swap in a plain-PyTorch equivalent on CPU
+def auto_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Triton kernel where it runs (CUDA with Triton), else PyTorch's memory-efficient
+    one."""
+    if triton_attention.available(q):
+        return triton_attention.shared_bias_attention(q, k, v, bias.to(q.dtype))
+    return efficient_attention_kernel(q, k, v, bias)
 
 
-def align_keys(k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
+KERNEL = auto_kernel  # tests swap in a plain-PyTorch equivalent on CPU; the bench picks one
+
+
+def _align_keys(k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
     """Pad the key dimension (k, v: dim -2; bias: dim -1) to a multiple of ALIGN.
 
     The extra keys get -inf, below Boltz's finite "-inf" masks: a row whose real keys are all
-    masked must not see them either. Call before expanding a shared bias over rows."""
+    masked must not see them either."""
     extra = -k.shape[-2] % ALIGN
     if extra:
         k = F.pad(k, (0, 0, 0, extra))
         v = F.pad(v, (0, 0, 0, extra))
         bias = F.pad(bias, (0, extra), value=float("-inf"))
-    return k, v, bias
+    return k, v, bias.contiguous()
 
 
 def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, log-sum-exp) of softmax(q·kᵀ + bias)·v for one aligned key block."""
-    assert k.shape[-2] % ALIGN == 0 and bias.stride(-1) == 1, "align_keys first"
-    out, lse = KERNEL(q.contiguous(), k.contiguous(), v.contiguous(), bias.to(q.dtype))
-    return out, lse[..., : q.shape[-2]].to(_accumulator(q.dtype))
+    """(output, log-sum-exp) of softmax(q·kᵀ + bias)·v for one key block, bias shared by rows."""
+    out, lse = KERNEL(q, k, v, bias)
+    return out, lse.to(_accumulator(q.dtype))
 
 
 def _accumulator(dtype: torch.dtype) -> torch.dtype:

@@ -32,7 +32,7 @@ from torch import nn
 
 from foldcp.distributed import fused_attention
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
-from foldcp.distributed.fused_attention import LseMerge, align_keys, block_attention
+from foldcp.distributed.fused_attention import LseMerge, block_attention
 from foldcp.distributed.layout import Layout, assemble_rows, compute_dtype, normed_rows
 
 
@@ -70,8 +70,8 @@ class DistTriangleAttention(nn.Module):
         bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
         bias_rows = bias_rows.permute(0, 3, 2, 1).contiguous()  # [B, H, j, k], keys contiguous
 
-        def heads_view(t):  # [B, I, J, H·d] -> [B, I, H, J, d]
-            return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3).contiguous()
+        def heads_view(t):  # [B, I, J, H·d] -> [B, I, H, J, d], a view (kernels read strides)
+            return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3)
 
         fused = self.fused and fused_attention.fused_available(x)
         if fused:
@@ -120,20 +120,15 @@ class DistTriangleAttention(nn.Module):
         """Same result as _streamed_blocks on real rows, one fused kernel per key block.
         q: [B, I, H, J, d] → [B, I, J, H, d]."""
         m = self.serial
-        batch, rows = q.shape[:2]
-        merges = [LseMerge() for _ in range(batch)]
+        merges = [LseMerge() for _ in range(q.shape[0])]
         for key_slice, k_blk, v_blk, mask_blk in blocks:
             for b, merge in enumerate(merges):
                 # keys masked for these rows: the outer-product mask's key factor
                 key_mask = mask_blk[b].amax(dim=0)  # [K]
                 key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
                     key_slice, q.device, key_mask.dtype, m.inf)
-                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(  # [H, J, K]
-                    q.dtype, memory_format=torch.contiguous_format)
-                k_b, v_b, bias = align_keys(k_blk[b], v_blk[b], bias)
-                out, lse = block_attention(q[b], k_b, v_b,
-                                           bias.unsqueeze(0).expand(rows, -1, -1, -1))
-                merge.add(out, lse)
+                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(q.dtype)  # [H, J, K]
+                merge.add(*block_attention(q[b], k_blk[b], v_blk[b], bias))
         return torch.stack([merge.result().to(q.dtype) for merge in merges]).transpose(2, 3)
 
     def _streamed_blocks(self, q, blocks, bias_rows, layout: Layout) -> torch.Tensor:

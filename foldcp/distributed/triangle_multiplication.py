@@ -3,21 +3,24 @@
 Built from Boltz's TriangleMultiplicationOutgoing / Incoming and sharing their parameters:
 everything but the product over k is per position and runs on the local block.
 
-- outgoing: out[i, j, d] = Σ_k a[i, k, d] b[j, k, d] = SUMMA(a, bᵀ)
-- incoming: out[i, j, d] = Σ_k a[k, i, d] b[k, j, d] = SUMMA(aᵀ, b)
+- outgoing: out[d, i, j] = Σ_k a[d, i, k] b[d, j, k] = SUMMA(a, bᵀ)
+- incoming: out[d, i, j] = Σ_k a[d, k, i] b[d, k, j] = SUMMA(aᵀ, b)
 
-where the transposed operand is brought into natural layout by one layout transpose.
+a and b are projected straight into channel-first blocks [B, d, |R_p|, |C_q|] (one GEMM
+W·xᵀ each), so the product over k is a batched matrix multiplication on contiguous memory
+with no layout copies; on a grid of one the transposed operand is a free view, on larger
+grids one layout transpose brings it into natural layout. The product goes back to
+channel-last once, row chunk by row chunk, for the output stage.
 
 Channels d are independent in the product, so it runs over channel chunks: only a chunk of
-a and b (projected from the normalised input) exists at a time, and the block's transients
-stay a fraction of the pair block's size. The normalised input is kept in the compute dtype
-(what the projections see under autocast), the output stage runs in row chunks.
+a and b exists at a time, and the block's transients stay a fraction of the pair block's
+size. The normalised input is kept in the compute dtype (what the projections see under
+autocast).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from foldcp.distributed.comm import transpose_pair
@@ -42,31 +45,45 @@ class DistTriangleMultiplication(nn.Module):
         """x: [B, |R_p|, |C_q|, D] block, mask: [B, |R_p|, |C_q|] pair-mask block.
         Returns the update [B, |R_p|, |C_q|, D] (compute dtype)."""
         m = self.serial
-        grid, n = layout.grid, layout.n_padded
         x = normed_rows(m.norm_in, x, compute_dtype(x))
-        channels = x.shape[-1]
+        batch, rows, cols, channels = x.shape
         autocast = torch.is_autocast_enabled(x.device.type)
-        mask = mask.unsqueeze(-1).to(x.dtype)
+        positions = x.view(batch, rows * cols, channels).mT  # [B, D, I·J], a view
+        keep = mask.reshape(batch, 1, rows * cols).to(x.dtype)
 
         def gated(start: int, end: int) -> torch.Tensor:
-            # Boltz: p_in(x) * sigmoid(g_in(x)) for all 2D channels, masked, then split in
-            # a and b and cast to float32 — which autocast casts back for the product.
-            projected = F.linear(x, m.p_in.weight[start:end]) * F.linear(x, m.g_in.weight[start:end]).sigmoid()
-            projected = projected * mask
-            return projected if autocast else projected.float()
+            """Channels [start, end) of Boltz's p_in(x) * sigmoid(g_in(x)), masked, as
+            [B, d, I, J]; Boltz casts them to float32, which autocast casts back for the
+            product."""
+            projected = torch.matmul(m.p_in.weight[start:end], positions)
+            projected *= torch.matmul(m.g_in.weight[start:end], positions).sigmoid_()
+            projected *= keep
+            return (projected if autocast else projected.float()).view(batch, end - start, rows, cols)
 
         product = None
         chunk = self.channel_chunk or -(-channels // 4)
         for c0, c1 in row_chunks(channels, chunk):
             a, b = gated(c0, c1), gated(channels + c0, channels + c1)
             if self.outgoing:
-                part = summa(a, transpose_pair(b, grid, n), layout)
+                part = summa(a, _transposed(b, layout), layout)
             else:
-                part = summa(transpose_pair(a, grid, n), b, layout)
+                part = summa(_transposed(a, layout), b, layout)
             del a, b
             if product is None:
-                product = part.new_empty((*part.shape[:-1], channels))
-            product[..., c0:c1] = part
-        return assemble_rows(
-            lambda r0, r1: m.p_out(m.norm_out(product[:, r0:r1])) * m.g_out(x[:, r0:r1]).sigmoid(),
-            x.shape[1], -(-x.shape[1] // 4))
+                product = part.new_empty((batch, channels, rows, cols))
+            product[:, c0:c1] = part
+            del part
+
+        def output_rows(r0: int, r1: int) -> torch.Tensor:
+            normed = m.norm_out(product[:, :, r0:r1].movedim(1, -1))  # back to channel-last
+            return m.p_out(normed) * m.g_out(x[:, r0:r1]).sigmoid()
+
+        return assemble_rows(output_rows, rows, -(-rows // 4))
+
+
+def _transposed(block: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Natural layout of the transposed pair tensor, channel-first: on a grid of one a view
+    (the matrix multiplication reads it as a transposed operand), else a layout transpose."""
+    if layout.grid.size == 1:
+        return block.mT
+    return transpose_pair(block, layout.grid, layout.n_padded, pair_dims=(2, 3))

@@ -35,6 +35,10 @@ def _transpose_and_gather(grid, n):
     expected_t = pair_block(full.transpose(1, 2), grid, n_padded)
     assert torch.equal(transposed, expected_t)
     assert torch.equal(comm.transpose_pair(transposed, grid, n_padded), block)
+    # channel-first blocks [B, C, rows, cols] (the triangle multiplication's layout)
+    channel_first = comm.transpose_pair(block.movedim(-1, 1).contiguous(), grid, n_padded,
+                                        pair_dims=(2, 3))
+    assert channel_first.is_contiguous() and torch.equal(channel_first, expected_t.movedim(-1, 1))
     gathered = comm.gather_pair(block, grid, n_padded)
     if grid.rank == 0:
         assert torch.equal(gathered[:, :n, :n], full)

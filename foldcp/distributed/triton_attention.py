@@ -1,0 +1,135 @@
+"""Flash attention with one bias shared by every row — triangle attention's shape — in Triton.
+
+    out, lse = shared_bias_attention(q, k, v, bias)
+    q: [G, H, L, d], k, v: [G, H, K, d] (any strides with the last one 1, e.g. the projections'
+    head-split views), bias: [H, L, K] shared by all G rows (already in q's scale)
+    out: [G, H, L, d] in q's dtype = softmax_k(q·kᵀ + bias) v (a view of [G, L, H, d]
+    memory); lse: [G, H, L] float32
+
+Why a kernel of our own: in triangle attention every row i of the pair tensor attends over
+its own keys with the SAME [H, J, K] bias. PyTorch's memory-efficient kernel reads a full
+[G, H, L, K] bias (we hand it a stride-0 expansion) and runs at ~49 TFLOP/s on an H100 at
+these shapes, cuEquivariance's kernel at ~69, while flash attention without a bias reaches
+~245 (bench/attention_kernels.py, bench/RESULTS.md). Here each program owns one (row, head,
+query block) and streams key blocks with an online softmax (Dao et al., FlashAttention);
+programs are launched row-fastest, so the programs running together share the same bias
+tile and read it from L2 rather than memory.
+
+Exact softmax (float32 running max and sum); float32 inputs multiply in full float32
+("ieee"), not TF32, so the distributed tests' float32 tolerances hold. The log-sum-exp lets
+key blocks held by other ranks be merged exactly (fused_attention.LseMerge). Runs on CUDA,
+and on CPU under Triton's interpreter (TRITON_INTERPRET=1), which is how the tests check it.
+"""
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs without Triton: callers fall back (available())
+    triton = None
+
+
+# Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
+CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}
+
+
+def available(x: torch.Tensor) -> bool:
+    """Usable for tensors like x: Triton importable, a CUDA tensor (or the CPU interpreter)."""
+    if triton is None or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    return x.is_cuda or _interpreting()
+
+
+def _interpreting() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """See the module docstring."""
+    rows, heads, queries, width = q.shape
+    keys = k.shape[2]
+    assert bias.shape == (heads, queries, keys), (bias.shape, q.shape, k.shape)
+    for t in (q, k, v, bias):
+        assert t.stride(-1) == 1, "last dimension must be contiguous"
+    # [G, H, L, d] view of [G, L, H, d] memory: the token-major layout the caller's gate and
+    # output projection read, so no copy follows
+    out = q.new_empty((rows, queries, heads, width)).transpose(1, 2)
+    lse = torch.empty((rows, heads, queries), dtype=torch.float32, device=q.device)
+    config = {**CONFIG, "BLOCK_M": 64} if _interpreting() else CONFIG
+
+    def grid(meta):  # rows fastest: programs launched together share (query block, head)
+        return (rows, triton.cdiv(queries, meta["BLOCK_M"]), heads)
+
+    _kernel()[grid](
+        q, k, v, bias, out, lse,
+        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride()[:2],
+        *out.stride()[:3], *lse.stride(),
+        queries, keys,
+        HEAD_DIM=width, BLOCK_D=max(16, triton.next_power_of_2(width)),
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **config,
+    )
+    return out, lse
+
+
+_KERNELS: dict[bool, object] = {}
+
+
+def _kernel():
+    """The jitted kernel, made on first use: whether Triton interprets it (CPU) or compiles
+    it (GPU) is decided when it is decorated, so a test can switch to the interpreter by
+    setting TRITON_INTERPRET=1 before the first call."""
+    interpreting = _interpreting()
+    if interpreting not in _KERNELS:
+        _KERNELS[interpreting] = triton.jit(_forward)
+    return _KERNELS[interpreting]
+
+
+if triton is not None:  # the kernel body; jitted by _kernel() on first use
+
+    def _forward(Q, K, V, Bias, Out, Lse,
+                 sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l,
+                 so_g, so_h, so_l, sl_g, sl_h, sl_l,
+                 queries, keys,
+                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 PRECISION: tl.constexpr):
+        row = tl.program_id(0)
+        block = tl.program_id(1)
+        head = tl.program_id(2)
+        offs_m = block * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)  # the head width padded for tl.dot (≥ 16, power of 2)
+        in_d = offs_d < HEAD_DIM
+        in_m = offs_m < queries
+        q = tl.load(Q + row * sq_g + head * sq_h + offs_m[:, None] * sq_l + offs_d[None, :],
+                    mask=in_m[:, None] & in_d[None, :], other=0.0)
+        k_base = K + row * sk_g + head * sk_h
+        v_base = V + row * sv_g + head * sv_h
+        b_base = Bias + head * sb_h + offs_m[:, None] * sb_l
+        running_max = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+        running_sum = tl.zeros((BLOCK_M,), tl.float32)
+        acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+        for start in range(0, keys, BLOCK_N):
+            offs_n = start + tl.arange(0, BLOCK_N)
+            in_n = offs_n < keys
+            k_t = tl.load(k_base + offs_n[None, :] * sk_n + offs_d[:, None],
+                          mask=in_n[None, :] & in_d[:, None], other=0.0)
+            scores = tl.dot(q, k_t, input_precision=PRECISION)
+            bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :], other=0.0)
+            scores = tl.where(in_n[None, :], scores + bias.to(tl.float32), float("-inf"))
+            new_max = tl.maximum(running_max, tl.max(scores, axis=1))
+            weights = tl.exp(scores - new_max[:, None])
+            rescale = tl.exp(running_max - new_max)
+            running_sum = running_sum * rescale + tl.sum(weights, axis=1)
+            v = tl.load(v_base + offs_n[:, None] * sv_n + offs_d[None, :],
+                        mask=in_n[:, None] & in_d[None, :], other=0.0)
+            acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v, input_precision=PRECISION)
+            running_max = new_max
+        acc = acc / running_sum[:, None]
+        tl.store(Out + row * so_g + head * so_h + offs_m[:, None] * so_l + offs_d[None, :],
+                 acc.to(Out.dtype.element_ty), mask=in_m[:, None] & in_d[None, :])
+        tl.store(Lse + row * sl_g + head * sl_h + offs_m * sl_l,
+                 running_max + tl.log(running_sum), mask=in_m)
