@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--profile-step", type=int, default=None, metavar="K",
                         help="profile the K-th denoising step: wall vs GPU-busy time and the "
                              "top GPU ops (is the step launch-bound?) go into the row")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="run the denoising steps eagerly (default: CUDA graphs on 1 GPU)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     grid, device = init_from_env(timeout_s=3 * 3600)  # the others wait while rank 0 runs serial
@@ -123,7 +125,8 @@ def main() -> None:
             return result
         return wrapper
 
-    dist_model = DistBoltz2(model)
+    dist_model = DistBoltz2(model, cuda_graphs=not args.no_cuda_graphs)
+    row["cuda_graphs"] = not args.no_cuda_graphs
     dist_model.trunk.forward = timed_phase("trunk", dist_model.trunk.forward)
     dist_model.confidence.forward = timed_phase("confidence", dist_model.confidence.forward)
     dist_model_module.sample_structure = timed_phase("diffusion", dist_model_module.sample_structure)

@@ -24,6 +24,7 @@ from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
 from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
+from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout
 from foldcp.distributed.pair_init import relative_position_block
@@ -209,26 +210,32 @@ class DistTokenTransformer(nn.Module):
         return a[:, :n]
 
 
-def distributed_score_model(model: nn.Module, layout: Layout):
+def distributed_score_model(model: nn.Module, layout: Layout, cuda_graphs: bool = False):
     """While sampling: the score model's token transformer tiled, its atom encoder / decoder
-    transformers split by windows."""
+    transformers split by windows; with cuda_graphs on a grid of one, each step replayed as
+    a CUDA graph (graphed.py; grids of several GPUs run eagerly: their steps hold NCCL
+    collectives, not recorded yet)."""
     score = model.structure_module.score_model
     encoder, decoder = score.atom_attention_encoder, score.atom_attention_decoder
-    return swapped(
+    swaps = [
         (score, "token_transformer", DistTokenTransformer(score.token_transformer, layout)),
         (encoder, "atom_encoder", DistAtomTransformer(encoder.atom_encoder, layout)),
         (decoder, "atom_decoder", DistAtomTransformer(decoder.atom_decoder, layout)),
-    )
+    ]
+    if cuda_graphs and layout.grid.size == 1:
+        swaps.append((model.structure_module, "score_model", GraphedScoreModel(score)))
+    return swapped(*swaps)
 
 
 def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout: Layout,
                      num_sampling_steps: int, diffusion_samples: int,
-                     max_parallel_samples: int | None = None) -> dict:
-    """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded)."""
+                     max_parallel_samples: int | None = None, cuda_graphs: bool = True) -> dict:
+    """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded).
+    cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results)."""
     relpos = relative_position_block(model.rel_pos, feats, layout)
     conditioning = DistDiffusionConditioning(model.diffusion_conditioning)(
         s_trunk, z_block, relpos, feats, layout)
-    with distributed_score_model(model, layout), torch.autocast("cuda", enabled=False):
+    with distributed_score_model(model, layout, cuda_graphs), torch.autocast("cuda", enabled=False):
         return model.structure_module.sample(
             s_trunk=s_trunk.float(),
             s_inputs=s_inputs.float(),

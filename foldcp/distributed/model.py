@@ -18,8 +18,10 @@ from foldcp.distributed.trunk import DistTrunk
 
 
 class DistBoltz2:
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, cuda_graphs: bool = True) -> None:
+        """cuda_graphs: replay the denoising steps as CUDA graphs on one GPU (graphed.py)."""
         self.model = model
+        self.cuda_graphs = cuda_graphs
         self.trunk = DistTrunk(model)
         self.confidence = DistConfidence(model.confidence_module)
 
@@ -29,7 +31,8 @@ class DistBoltz2:
         trunk = self.trunk(feats, layout, recycling_steps)
         s_inputs, s = trunk.s_inputs[:, :n], trunk.s[:, :n]
         structure = sample_structure(self.model, s, s_inputs, trunk.z, feats, layout,
-                                     sampling_steps, diffusion_samples, max_parallel_samples)
+                                     sampling_steps, diffusion_samples, max_parallel_samples,
+                                     cuda_graphs=self.cuda_graphs)
         coords = structure["sample_atom_coords"]
         if layout.grid.size > 1:
             # Every rank computed the same coordinates; make them bitwise equal anyway, so a

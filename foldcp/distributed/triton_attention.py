@@ -31,7 +31,7 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
-CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}
+CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
 
 
 def available(x: torch.Tensor) -> bool:
