@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from foldcp.distributed import triton_layer_norm
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
 
 
@@ -89,20 +90,35 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def normed_rows(norm, x: torch.Tensor, dtype: torch.dtype, parts: int = 4) -> torch.Tensor:
-    """norm(x) stored in `dtype`, computed in row chunks.
+def layer_norm_to(norm, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """norm(x) over the last dimension, returned in `dtype`. x: [B, ..., C] (any strides).
 
     Under autocast a LayerNorm returns float32 that the following linear layers cast to the
-    autocast dtype anyway; storing it there directly keeps the float32 transient to 1/parts
-    of the block (the values the linear layers see are the same).
-    """
+    autocast dtype anyway, so storing the result in that dtype changes no value they see. On
+    GPUs foldcp's Triton kernel does it in one pass over x, in x's own layout
+    (triton_layer_norm.py); elsewhere the PyTorch module, then a cast."""
+    flat = x.flatten(1, -2) if x.dim() > 3 else x
+    if triton_layer_norm.available(norm, flat):
+        return triton_layer_norm.layer_norm(norm, flat, dtype).view(*x.shape[:-1], x.shape[-1])
+    return norm(x).to(dtype)
+
+
+def normed_rows(norm, x: torch.Tensor, dtype: torch.dtype, parts: int = 4) -> torch.Tensor:
+    """norm(x) stored in `dtype` (see layer_norm_to); where the PyTorch module does it, in row
+    chunks, so its float32 result is never more than 1/parts of the block."""
+    flat = x.flatten(1, -2)
+    if triton_layer_norm.available(norm, flat):
+        return layer_norm_to(norm, x, dtype)
     return assemble_rows(lambda r0, r1: norm(x[:, r0:r1]), x.shape[1],
                          -(-x.shape[1] // parts), dtype)
 
 
-def add_rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
-    """x += fn(x), in place, in row chunks sized as in `rowwise` (a chunk's update is
-    computed before it is added, so each chunk sees its own input)."""
+def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Tensor:
+    """x += transition(x) in place, for Boltz's Transition (norm → silu(fc1) · fc2 → fc3), in
+    row chunks sized as in `rowwise` (each chunk's update is computed before it is added, so
+    each chunk sees its own input); the norm through layer_norm_to."""
+    dtype = compute_dtype(x)
     for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], expansion)):
-        x[:, r0:r1] += fn(x[:, r0:r1])
+        hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
+        x[:, r0:r1] += transition.fc3(transition.silu(transition.fc1(hidden)) * transition.fc2(hidden))
     return x

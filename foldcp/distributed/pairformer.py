@@ -13,7 +13,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
-from foldcp.distributed.layout import Layout, add_rowwise
+from foldcp.distributed.layout import Layout, add_transition
 from foldcp.distributed.rng import replay_dropout_draw
 from foldcp.distributed.triangle_attention import DistTriangleAttention
 from foldcp.distributed.triangle_multiplication import DistTriangleMultiplication
@@ -53,7 +53,7 @@ class DistPairStack(nn.Module):
         with record_function("foldcp.tri_att_end"):
             z += self.tri_att_end(z, pair_mask, layout)
         with record_function("foldcp.transition_z"):
-            return add_rowwise(self.serial.transition_z, z, expansion=4)
+            return add_transition(self.serial.transition_z, z)
 
 
 class DistPairformerLayer(nn.Module):

@@ -28,6 +28,7 @@ from foldcp.distributed.layout import (
     Layout,
     assemble_rows,
     compute_dtype,
+    layer_norm_to,
     normed_rows,
     row_chunks,
 )
@@ -75,7 +76,9 @@ class DistTriangleMultiplication(nn.Module):
             del part
 
         def output_rows(r0: int, r1: int) -> torch.Tensor:
-            normed = m.norm_out(product[:, :, r0:r1].movedim(1, -1))  # back to channel-last
+            rows_cf = product[:, :, r0:r1]  # [B, D, r, J] channel-first → normed channel-last
+            normed = layer_norm_to(m.norm_out, rows_cf.flatten(2).movedim(1, -1), x.dtype)
+            normed = normed.view(batch, r1 - r0, cols, channels)
             return m.p_out(normed) * m.g_out(x[:, r0:r1]).sigmoid()
 
         return assemble_rows(output_rows, rows, -(-rows // 4))

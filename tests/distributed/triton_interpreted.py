@@ -4,18 +4,21 @@ Run by test_pairformer.test_triton_kernel_under_the_interpreter as
 `TRITON_INTERPRET=1 python -m tests.distributed.triton_interpreted` (the interpreter must be
 on before Triton is imported). Prints "all checks passed" when every check holds.
 
-1. The kernel alone vs a float64 softmax: float32 and float16, head widths 4 (padded to 16
+1. The attention kernel alone vs a float64 softmax: float32 and float16, head widths 4 (padded to 16
    inside) and 32, a head-split (strided) q, sizes off the block grid, a masked key column at
    Boltz's finite -1e9, the log-sum-exp too.
-2. The kernel inside the distributed layers on CPU grids (fused path, float32) vs serial Boltz;
-   each rank reports how many kernel calls it made, so the path is proven taken.
+2. The LayerNorm kernel vs PyTorch's: channel-last and channel-first (strided) input, rows off
+   the block grid, float32 and float16 output.
+3. Both kernels inside the distributed layers on CPU grids (fused path, float32) vs serial
+   Boltz; each rank reports how many attention and LayerNorm kernel calls it made, so the
+   paths are proven taken.
 """
 
 import os
 
 import torch
 
-from foldcp.distributed import fused_attention, triton_attention
+from foldcp.distributed import fused_attention, triton_attention, triton_layer_norm
 from tests.distributed.harness import run_on_grid
 from tests.distributed import test_pairformer
 from tests.distributed.test_pairformer import compare_on_grid
@@ -51,22 +54,51 @@ class NoGuard:
         return False
 
 
+def check_layer_norm_alone() -> None:
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(24)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    channel_last = torch.randn(2, 70, 24) * 3 + 1
+    channel_first = (torch.randn(2, 24, 7, 10) * 3 + 1).flatten(2).movedim(1, -1)  # [2, 70, 24]
+    for x in (channel_last, channel_first):
+        want = norm(x.contiguous())
+        for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
+            got = triton_layer_norm.layer_norm(norm, x, dtype)
+            assert got.dtype == dtype and got.is_contiguous()
+            torch.testing.assert_close(got.float(), want.detach(), rtol=tol, atol=tol)
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
-    calls = []
-    original = triton_attention.shared_bias_attention
-    triton_attention.shared_bias_attention = lambda *a: calls.append(1) or original(*a)
+    calls = {"attention": 0, "layer_norm": 0}
+
+    def counted(module, name, key):
+        original = getattr(module, name)
+
+        def wrapper(*args):
+            calls[key] += 1
+            return original(*args)
+        setattr(module, name, wrapper)
+
+    counted(triton_attention, "shared_bias_attention", "attention")
+    counted(triton_layer_norm, "layer_norm", "layer_norm")
     test_pairformer.LargestTensor = NoGuard
     compare_on_grid(grid, kind, n, dtype, seed)
-    return len(calls)
+    return calls
 
 
 def main() -> None:
     assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
     check_kernel_alone()
+    check_layer_norm_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
-    for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 2), ("layer", 2, 1)):
+    for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 2), ("tri_mul_in", 2, 1),
+                             ("layer", 2, 1)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
-        assert all(c > 0 for c in calls), (kind, rows, cols, calls)
+        for rank_calls in calls:
+            assert rank_calls["layer_norm"] > 0, (kind, rows, cols, calls)
+            assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
     print("all checks passed")
 
 
