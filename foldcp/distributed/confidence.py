@@ -24,7 +24,7 @@ from boltz.model.layers.confidence_utils import (
 )
 from foldcp.distributed.comm import all_gather_cat, all_reduce, grid_group, transpose_pair
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout
+from foldcp.distributed.layout import Layout, row_chunks
 from foldcp.distributed.pair_init import add_pair_input_features
 from foldcp.distributed.pairformer import DistPairformerModule
 
@@ -51,15 +51,19 @@ class DistConfidence(nn.Module):
         if m.add_z_input_to_z:
             z = add_pair_input_features(m, z, feats, layout)
         s_inputs = layout.pad_single(s_inputs)
-        z = z + m.s_to_z(s_inputs)[:, rows, None, :] + m.s_to_z_transpose(s_inputs)[:, None, cols, :]
-        if m.add_s_to_z_prod:
-            z = z + m.s_to_z_prod_out(
-                m.s_to_z_prod_in1(s_inputs)[:, rows, None, :]
-                * m.s_to_z_prod_in2(s_inputs)[:, None, cols, :]
-            )
+        # z is a block of our own from here on (made by the norm or the sum above): in place
+        z += m.s_to_z(s_inputs)[:, rows, None, :]
+        z += m.s_to_z_transpose(s_inputs)[:, None, cols, :]
         rep = layout.pad_single(torch.bmm(feats["token_to_rep_atom"].float(), x_pred))
         d = torch.cdist(rep[:, rows], rep[:, cols])  # [1, |R_p|, |C_q|]
-        z = z + m.dist_bin_pairwise_embed((d.unsqueeze(-1) > m.boundaries).sum(dim=-1).long())
+        # per-pair terms strip by strip of rows: no whole-block transient
+        prod_rows = m.s_to_z_prod_in1(s_inputs)[:, rows] if m.add_s_to_z_prod else None
+        prod_cols = m.s_to_z_prod_in2(s_inputs)[:, cols] if m.add_s_to_z_prod else None
+        for r0, r1 in row_chunks(z.shape[1], -(-z.shape[1] // 8)):
+            if m.add_s_to_z_prod:
+                z[:, r0:r1] += m.s_to_z_prod_out(prod_rows[:, r0:r1, None, :] * prod_cols[:, None, :, :])
+            z[:, r0:r1] += m.dist_bin_pairwise_embed(
+                (d[:, r0:r1].unsqueeze(-1) > m.boundaries).sum(dim=-1).long())
         mask = layout.pad_single(feats["token_pad_mask"].float())
         pair_mask = mask[:, rows, None] * mask[:, None, cols]
         s, z = self.pairformer(layout.pad_single(s), z, mask, pair_mask, layout, consume_z=True)

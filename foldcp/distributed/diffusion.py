@@ -26,8 +26,8 @@ from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout
-from foldcp.distributed.pair_init import relative_position_block
+from foldcp.distributed.layout import Layout, assemble_rows
+from foldcp.distributed.pair_init import relative_position_rows
 from foldcp.distributed.swap import swapped
 
 
@@ -96,13 +96,19 @@ def _atom_token_index(atom_to_token: torch.Tensor) -> torch.Tensor:
 class DistDiffusionConditioning(nn.Module):
     """Boltz's DiffusionConditioning with z tiled (shares its modules)."""
 
-    def __init__(self, serial: nn.Module) -> None:
+    def __init__(self, serial: nn.Module, rel_pos: nn.Module) -> None:
         super().__init__()
         self.serial = serial
+        self.rel_pos = rel_pos  # the model's relative position encoder (Boltz passes its output)
 
-    def forward(self, s_trunk, z_block, relpos_block, feats, layout: Layout) -> dict:
+    def forward(self, s_trunk, z_block, feats, layout: Layout) -> dict:
         m = self.serial
-        z = m.pairwise_conditioner(z_block, relpos_block)
+        # Boltz's pairwise conditioner is per pair: run it strip by strip of rows, with the
+        # relative-position encoding made per strip (no whole-block encoding or concatenation)
+        z = assemble_rows(
+            lambda r0, r1: m.pairwise_conditioner(
+                z_block[:, r0:r1], relative_position_rows(self.rel_pos, feats, layout, r0, r1)),
+            z_block.shape[1], -(-z_block.shape[1] // 8))
         q, c, p, to_keys = self._atom_encoder(feats, s_trunk, z, layout)
         return {
             "q": q, "c": c, "to_keys": to_keys,
@@ -232,9 +238,8 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
                      max_parallel_samples: int | None = None, cuda_graphs: bool = True) -> dict:
     """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded).
     cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results)."""
-    relpos = relative_position_block(model.rel_pos, feats, layout)
-    conditioning = DistDiffusionConditioning(model.diffusion_conditioning)(
-        s_trunk, z_block, relpos, feats, layout)
+    conditioning = DistDiffusionConditioning(model.diffusion_conditioning, model.rel_pos)(
+        s_trunk, z_block, feats, layout)
     with distributed_score_model(model, layout, cuda_graphs), torch.autocast("cuda", enabled=False):
         return model.structure_module.sample(
             s_trunk=s_trunk.float(),

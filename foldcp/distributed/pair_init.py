@@ -10,7 +10,9 @@ Every term depends only on the two tokens of the pair, so rank (p, q) builds its
 - the relative position encoder takes per-token features and forms all pairs itself, so it
   is run on small token subsets (a chunk of my rows ∪ a chunk of my columns) and the
   rows × columns quadrant of its output is kept: the serial module, unchanged, on the pairs
-  this rank owns, with transients bounded by the chunk size.
+  this rank owns, with transients bounded by the chunk size;
+- the terms are summed strip by strip of rows (an 8th of the block), so none of them exists
+  as a whole block — at 6,000 tokens on one GPU each would be 18 GiB.
 
 The distogram head symmetrises z (z + zᵀ: one layout transpose) and is then per pair.
 """
@@ -22,7 +24,7 @@ from torch import nn
 
 from foldcp.distributed.comm import transpose_pair
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout
+from foldcp.distributed.layout import Layout, assemble_rows
 
 PAIR_FEATURES = ("token_bonds", "type_bonds", "contact_conditioning", "contact_threshold")
 # Pair-shaped features Boltz's featurizer makes that inference never reads.
@@ -48,39 +50,52 @@ def split_features(feats: dict, device) -> dict:
     return out
 
 
-def relative_position_block(rel_pos: nn.Module, feats: dict, layout: Layout,
-                            chunk: int | None = None) -> torch.Tensor:
-    """rel_pos(feats)[R_p, C_q] without forming the N×N encoding."""
+def relative_position_rows(rel_pos: nn.Module, feats: dict, layout: Layout, r0: int, r1: int,
+                           chunk: int | None = None) -> torch.Tensor:
+    """Rows r0:r1 of my block of rel_pos(feats): [B, r1 - r0, |C_q|, C_z]. The serial encoder
+    runs on token subsets (≤ chunk of the rows ∪ ≤ chunk of my columns), so its one-hot
+    transients stay (2·chunk)² pairs."""
     token = {key: pad_tokens(feats[key], layout.n_padded, (1,)) for key in REL_POS_FEATURES}
-    rows = torch.arange(layout.rows.start, layout.rows.stop)
+    rows = torch.arange(layout.rows.start + r0, layout.rows.start + r1)
     cols = torch.arange(layout.cols.start, layout.cols.stop)
-    chunk = chunk or max(1, min(len(rows), len(cols)) // 2)
-    out = None
-    for r0 in range(0, len(rows), chunk):
-        row_idx = rows[r0 : r0 + chunk]
+    n_rows = layout.rows.stop - layout.rows.start
+    # bounded transients: (2·chunk)² pairs ≈ a 16th of the block
+    chunk = chunk or max(1, int((n_rows * len(cols)) ** 0.5) // 8)
+    row_pieces = []
+    for a in range(0, len(rows), chunk):
+        row_idx = rows[a : a + chunk]
         pieces = []
         for c0 in range(0, len(cols), chunk):
             col_idx = cols[c0 : c0 + chunk]
             subset = torch.cat([row_idx, col_idx]).to(token["asym_id"].device)
             encoded = rel_pos({key: value[:, subset] for key, value in token.items()})
             pieces.append(encoded[:, : len(row_idx), len(row_idx) :])
-        strip = torch.cat(pieces, dim=2)
-        if out is None:
-            out = strip.new_empty((strip.shape[0], len(rows), len(cols), strip.shape[-1]))
-        out[:, r0 : r0 + len(row_idx)] = strip
-    return out
+        row_pieces.append(torch.cat(pieces, dim=2))
+    return torch.cat(row_pieces, dim=1) if len(row_pieces) > 1 else row_pieces[0]
+
+
+def _strip(rows: int) -> int:
+    """Rows per strip for per-pair work done strip by strip: an 8th of the block."""
+    return max(1, -(-rows // 8))
 
 
 def add_pair_input_features(module: nn.Module, z: torch.Tensor, feats: dict,
                             layout: Layout) -> torch.Tensor:
     """z + rel_pos + token_bonds (+ bond types) + contact conditioning, with `module`'s own
-    encoders (the trunk's and the confidence module's each have theirs)."""
-    z = z + relative_position_block(module.rel_pos, feats, layout)
+    encoders (the trunk's and the confidence module's each have theirs), strip by strip of
+    rows, so no term exists as a whole block. Sums in Boltz's order and dtypes (its bond-type
+    embedding is float32 under autocast: the result is then float32 too)."""
     block = pair_feature_block(feats, layout, z.device)
-    z = z + module.token_bonds(block["token_bonds"].float())
-    if module.bond_type_feature:
-        z = z + module.token_bonds_type(block["type_bonds"].long())
-    return z + module.contact_conditioning(block)
+
+    def strip(r0: int, r1: int) -> torch.Tensor:
+        part = {key: value[:, r0:r1] for key, value in block.items()}
+        out = z[:, r0:r1] + relative_position_rows(module.rel_pos, feats, layout, r0, r1)
+        out = out + module.token_bonds(part["token_bonds"].float())
+        if module.bond_type_feature:
+            out = out + module.token_bonds_type(part["type_bonds"].long())
+        return out + module.contact_conditioning(part)
+
+    return assemble_rows(strip, z.shape[1], _strip(z.shape[1]))
 
 
 class DistPairInit(nn.Module):
