@@ -97,9 +97,10 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  PRECISION: tl.constexpr):
-        row = tl.program_id(0)
-        block = tl.program_id(1)
-        head = tl.program_id(2)
+        # 64-bit offsets: row × row stride and head × head stride can pass 2^31 at large N
+        row = tl.program_id(0).to(tl.int64)
+        block = tl.program_id(1).to(tl.int64)
+        head = tl.program_id(2).to(tl.int64)
         offs_m = block * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, BLOCK_D)  # the head width padded for tl.dot (≥ 16, power of 2)
         in_d = offs_d < HEAD_DIM

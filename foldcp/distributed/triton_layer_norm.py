@@ -70,8 +70,9 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
     def _forward(X, W, Bias, Y, rows, sx_b, sx_r, sx_c, sy_b, sy_r, sy_c, eps,
                  CHANNELS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
-        block = tl.program_id(0)
-        batch = tl.program_id(1)
+        # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens
+        block = tl.program_id(0).to(tl.int64)
+        batch = tl.program_id(1).to(tl.int64)
         offs_r = block * BLOCK_R + tl.arange(0, BLOCK_R)
         offs_c = tl.arange(0, BLOCK_C)
         in_c = offs_c < CHANNELS
