@@ -66,19 +66,27 @@ def row_chunks(rows: int, chunk: int):
     return [(r, min(rows, r + chunk)) for r in range(0, rows, max(1, chunk))]
 
 
-def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None,
+                  transposed: bool = False) -> torch.Tensor:
     """fn(r0, r1) → the [B, r1 - r0, ...] rows of a result, computed chunk by chunk and written
-    into one tensor (dtype: the first chunk's unless given); one chunk is returned as is."""
+    into one tensor (dtype: the first chunk's unless given); one chunk is returned as is.
+    transposed: return the result with dimensions 1 and 2 swapped, contiguous — the chunks are
+    written through a transposed view of it (no copy of the whole result)."""
     chunks = row_chunks(rows, chunk)
-    if len(chunks) == 1 and dtype is None:
+    if len(chunks) == 1 and dtype is None and not transposed:
         return fn(0, rows)
-    out = None
+    stored = out = None
     for r0, r1 in chunks:
         part = fn(r0, r1)
         if out is None:
-            out = part.new_empty((part.shape[0], rows, *part.shape[2:]), dtype=dtype or part.dtype)
+            shape = (part.shape[0], rows, *part.shape[2:])
+            if transposed:
+                stored = part.new_empty((shape[0], shape[2], shape[1], *shape[3:]), dtype=dtype or part.dtype)
+                out = stored.transpose(1, 2)
+            else:
+                stored = out = part.new_empty(shape, dtype=dtype or part.dtype)
         out[:, r0:r1] = part
-    return out
+    return stored
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

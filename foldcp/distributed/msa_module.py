@@ -144,8 +144,8 @@ class DistOuterProductMean(nn.Module):
             if grid.size > 1:
                 dist.reduce(total, owner)
                 dist.reduce(count, owner)
-            if owner == grid.rank:
-                mine = total / count.clamp(min=1).unsqueeze(-1) + opm.proj_o.bias
+            if owner == grid.rank:  # total / count + bias, in place (same operations)
+                mine = total.div_(count.clamp(min=1).unsqueeze(-1)).add_(opm.proj_o.bias)
         return mine.to(m.dtype)
 
 
@@ -157,12 +157,18 @@ class DistMSALayer(nn.Module):
         self.outer_product_mean = DistOuterProductMean(serial.outer_product_mean)
         self.pairformer_layer = DistPairStack(serial.pairformer_layer)
 
-    def forward(self, z, m, pair_mask, msa_mask, layout: Layout, depth: int):
+    def forward(self, z, m, pair_mask, msa_mask, layout: Layout, depth: int,
+                consume_z: bool = False):
+        """consume_z: the caller hands z over (updated in place); otherwise the layer's first
+        update makes its own block and the caller's z is untouched."""
         replay_dropout_draw(m.shape[0], depth, m.device)  # Boltz's MSA dropout mask
         m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
         m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
-        z = z + self.outer_product_mean(m, msa_mask, layout)
-        z = self.pairformer_layer(z, pair_mask, layout, consume_z=True)  # z is fresh
+        update = self.outer_product_mean(m, msa_mask, layout)
+        z = z.add_(update) if consume_z and z.dtype == torch.promote_types(z.dtype, update.dtype) \
+            else z + update
+        del update
+        z = self.pairformer_layer(z, pair_mask, layout, consume_z=True)  # z is ours now
         return z, m
 
 
@@ -191,6 +197,7 @@ class DistMSAModule(nn.Module):
         msa_mask = shard("msa_mask")
         m = module.msa_proj(m)
         m = m + module.s_proj(emb).unsqueeze(1)
-        for layer in self.layers:
-            z, m = layer(z, m, pair_mask, msa_mask, layout, depth=feats["msa"].shape[1])
+        for index, layer in enumerate(self.layers):  # the caller's z is read, never written
+            z, m = layer(z, m, pair_mask, msa_mask, layout, depth=feats["msa"].shape[1],
+                         consume_z=index > 0)
         return z

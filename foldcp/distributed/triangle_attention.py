@@ -48,16 +48,22 @@ class DistTriangleAttention(nn.Module):
         Returns the update [B, |R_p|, |C_q|, C] in the compute dtype."""
         grid, n = layout.grid, layout.n_padded
         x = normed_rows(self.serial.layer_norm, x, compute_dtype(x))
-        if not self.serial.starting:
-            x = transpose_pair(x, grid, n)
-            mask = transpose_pair(mask, grid, n)
-        out = self._starting(x, mask, layout)
-        if not self.serial.starting:
-            out = transpose_pair(out, grid, n)
-        return out
+        if self.serial.starting:
+            return self._starting(x, mask, layout)
+        if grid.size == 1:
+            # The block is the whole tensor: the starting node runs on transposed VIEWS (the
+            # projections copy one row chunk at a time) and writes through a transposed view
+            # of a natural-layout output, so no whole-block transposed copy exists.
+            return self._starting(x.transpose(1, 2), mask.transpose(1, 2), layout,
+                                  bias_block=self.serial.linear(x).transpose(1, 2),
+                                  transposed_out=True)
+        out = self._starting(transpose_pair(x, grid, n), transpose_pair(mask, grid, n), layout)
+        return transpose_pair(out, grid, n)
 
-    def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout) -> torch.Tensor:
-        """x: the layer-normed block (compute dtype)."""
+    def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
+                  bias_block: torch.Tensor | None = None, transposed_out: bool = False) -> torch.Tensor:
+        """x: the layer-normed block (compute dtype); bias_block: m.linear(x) if the caller has
+        it in a better layout; transposed_out: return the result's transpose (see forward)."""
         m = self.serial
         mha = m.mha
         grid, n = layout.grid, layout.n_padded
@@ -65,7 +71,8 @@ class DistTriangleAttention(nn.Module):
         batch, rows, cols, _ = x.shape
 
         # β[j, k] for my query columns j ∈ C_q and every key k: [B, H, |C_q|, N']
-        bias_block = m.linear(x)  # β[R_p, C_q]: H channels
+        if bias_block is None:
+            bias_block = m.linear(x)  # β[R_p, C_q]: H channels
         bias_t = transpose_pair(bias_block, grid, n)  # βᵀ[R_p, C_q] = β[C_q, R_p]ᵀ
         bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
         bias_rows = bias_rows.permute(0, 3, 2, 1).contiguous()  # [B, H, j, k], keys contiguous
@@ -89,7 +96,8 @@ class DistTriangleAttention(nn.Module):
             gate = mha.sigmoid(mha.linear_g(x_c)).view(batch, r1 - r0, cols, heads, width)
             return mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
 
-        return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused))
+        return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused),
+                             transposed=transposed_out)
 
     def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool) -> int:
         """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block; the streamed

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from foldcp.distributed.atom_transformer import DistAtomTransformer
-from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.layout import Layout, row_chunks
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
@@ -62,11 +62,15 @@ class DistTrunk(nn.Module):
         z = torch.zeros_like(z_init)
         for _ in range(recycling_steps + 1):
             s = s_init + m.s_recycle(m.s_norm(s))
-            z = z_init + rowwise(lambda t: m.z_recycle(m.z_norm(t)), z, expansion=1)
+            # z = z_init + z_recycle(z_norm(z)), in place strip by strip of rows (each strip
+            # reads only itself; z is the loop's own): no second and third pair block
+            for r0, r1 in row_chunks(z.shape[1], max(1, z.shape[1] // 8)):
+                z[:, r0:r1] = z_init[:, r0:r1] + m.z_recycle(m.z_norm(z[:, r0:r1]))
             if m.use_templates:  # adds exactly zero, but draws random numbers (rng.py)
                 templates = feats["template_restype"].shape[1]
                 for _ in m.template_module.pairformer.layers:
                     replay_pair_stack_draws(z.shape[0] * templates, layout.n_real, z.device)
-            z = z + self.msa_module(z, s_inputs, feats, pair_mask, layout)
+            # z + msa_module(z): the module's result is its own block, so the sum goes there
+            z = self.msa_module(z, s_inputs, feats, pair_mask, layout).add_(z)
             s, z = self.pairformer(s, z, mask, pair_mask, layout, consume_z=True)  # z is fresh
         return TrunkOutput(s_inputs, s, z, self.distogram(z, layout))

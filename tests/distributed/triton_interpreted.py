@@ -93,7 +93,8 @@ def main() -> None:
     check_kernel_alone()
     check_layer_norm_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
-    for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 2), ("tri_mul_in", 2, 1),
+    for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
+                             ("tri_mul_in", 2, 1),
                              ("layer", 2, 1)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
         for rank_calls in calls:
