@@ -13,17 +13,21 @@ from foldcp.plan import MemoryModel
 from foldcp.runner.predict import single_gpu_engine
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
-CURRENT_CODE = ("81015c8", "7102bdd", "30064a8")  # bounded pair-stack transients onwards
+# bounded pair-stack transients onwards (81015c8 …), Triton kernels and strip-wise pair terms
+CURRENT_CODE = ("81015c8", "7102bdd", "30064a8", "119dc29", "1f3a36d", "b06fe11", "cf52da7")
 
 
 def measured_rows():
+    """Full-inference rows of the current code: named by the row's own commit field, or by
+    the file name where rows carry none."""
     rows = []
     for path in sorted(RESULTS.glob("*.jsonl")):
-        if not any(commit in path.name for commit in CURRENT_CODE):
-            continue
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            if "cp_peak_gib_per_gpu" in row and not row.get("oom"):
+            commit = row.get("commit")
+            current = commit in CURRENT_CODE if commit else any(c in path.name for c in CURRENT_CODE)
+            if current and "cp_peak_gib_per_gpu" in row and not row.get("oom") \
+                    and not row.get("pairformer_blocks"):
                 rows.append(row)
     return rows
 
