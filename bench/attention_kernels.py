@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from foldcp.distributed.triton_attention import shared_bias_attention
+from rows import append_jsonl  # bench/rows.py (the script's folder is on sys.path)
 
 HEADS, WIDTH = 4, 32
 
@@ -167,10 +168,7 @@ def main() -> None:
     for row in rows_out[1:]:
         print(f"{row['impl']:26} {row['tokens']:6d} {row.get('ms', float('nan')):8.2f} "
               f"{row.get('tflops', float('nan')):8.1f}")
-    if args.out:
-        with open(args.out, "a") as handle:
-            for row in rows_out:
-                handle.write(json.dumps(row) + "\n")
+    append_jsonl(args.out, rows_out)
 
 
 if __name__ == "__main__":

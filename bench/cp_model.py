@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from rows import append_jsonl  # bench/rows.py (the script's folder is on sys.path)
 
 
 def stub_rdkit() -> None:
@@ -197,9 +198,7 @@ def profile_denoising_step(structure_module, step: int, row: dict, sync) -> None
 def emit(row: dict, out: str | None) -> None:
     """Print the result row and append it to the JSON-lines file `out`."""
     print(json.dumps(row), flush=True)
-    if out:
-        with open(out, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+    append_jsonl(out, [row])
 
 
 def _commit() -> str:

@@ -27,6 +27,7 @@ from foldcp.distributed.layout import Layout
 from foldcp.distributed.launch import init_from_env
 from foldcp.distributed.pairformer import DistPairformerLayer
 from foldcp.model.weights import randomize_weights
+from rows import append_jsonl  # bench/rows.py (the script's folder is on sys.path)
 
 C_S, C_Z, HEADS = 384, 128, 16
 
@@ -146,10 +147,7 @@ def main() -> None:
                 continue
             print(f"{row['impl']:14} {row['grid']:5} {row['tokens']:6d} "
                   f"{row['seconds_per_layer'] or float('nan'):9.4f} {row['peak_gib_per_gpu'] or float('nan'):8.3f}")
-        if args.out:
-            with open(args.out, "a") as handle:
-                for row in results:
-                    handle.write(json.dumps(row) + "\n")
+        append_jsonl(args.out, results)
     if dist.is_initialized():
         dist.destroy_process_group()
 
