@@ -20,7 +20,10 @@ softmax below is the reference path (CPU, float64), exact for any pair mask.
 
 Ending node = starting node on the transposed pair tensor (Boltz transposes, attends,
 transposes back), with the ending module's own parameters. Layer norm commutes with the
-transpose, so the normalised (compute-dtype) tensor is what crosses the grid.
+transpose, so the normalised (compute-dtype) tensor is what crosses the grid. On grids of
+one row (1×1, 1×c — what 2 GPUs get) no pair block crosses it: each rank holds whole
+columns, so the ending node's keys are all local; it runs on transposed views and writes
+through a transposed view of its output, and only β (H channels) is all-gathered.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from torch import nn
 from foldcp.distributed import fused_attention
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
 from foldcp.distributed.fused_attention import LseMerge, block_attention
+from foldcp.distributed.grid import Grid
 from foldcp.distributed.layout import Layout, assemble_rows, compute_dtype, normed_rows
 
 
@@ -50,20 +54,24 @@ class DistTriangleAttention(nn.Module):
         x = normed_rows(self.serial.layer_norm, x, compute_dtype(x))
         if self.serial.starting:
             return self._starting(x, mask, layout)
-        if grid.size == 1:
-            # The block is the whole tensor: the starting node runs on transposed VIEWS (the
-            # projections copy one row chunk at a time) and writes through a transposed view
-            # of a natural-layout output, so no whole-block transposed copy exists.
-            return self._starting(x.transpose(1, 2), mask.transpose(1, 2), layout,
-                                  bias_block=self.serial.linear(x).transpose(1, 2),
+        if grid.rows == 1:
+            # One grid row (1×1, 1×c): this rank holds whole columns, and the ending node
+            # attends along columns, so every key is local. Run the starting node on the
+            # transposed VIEWS with all keys local (the projections copy one row chunk at a
+            # time) and write through a transposed view of a natural-layout output: no
+            # transposes or key exchanges of pair blocks, only β's H channels gathered.
+            beta = all_gather_cat(self.serial.linear(x), grid.row_group, dim=2)  # β: [B, N', N', H]
+            local = Layout(Grid(1, 1, grid.rank), layout.n_real, n)
+            return self._starting(x.transpose(1, 2), mask.transpose(1, 2), local,
+                                  bias_rows=beta.permute(0, 3, 2, 1).contiguous(),
                                   transposed_out=True)
         out = self._starting(transpose_pair(x, grid, n), transpose_pair(mask, grid, n), layout)
         return transpose_pair(out, grid, n)
 
     def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
-                  bias_block: torch.Tensor | None = None, transposed_out: bool = False) -> torch.Tensor:
-        """x: the layer-normed block (compute dtype); bias_block: m.linear(x) if the caller has
-        it in a better layout; transposed_out: return the result's transpose (see forward)."""
+                  bias_rows: torch.Tensor | None = None, transposed_out: bool = False) -> torch.Tensor:
+        """x: the layer-normed block (compute dtype); bias_rows: the [B, H, j, k] bias if the
+        caller has it; transposed_out: return the result's transpose (see forward)."""
         m = self.serial
         mha = m.mha
         grid, n = layout.grid, layout.n_padded
@@ -71,11 +79,11 @@ class DistTriangleAttention(nn.Module):
         batch, rows, cols, _ = x.shape
 
         # β[j, k] for my query columns j ∈ C_q and every key k: [B, H, |C_q|, N']
-        if bias_block is None:
+        if bias_rows is None:
             bias_block = m.linear(x)  # β[R_p, C_q]: H channels
-        bias_t = transpose_pair(bias_block, grid, n)  # βᵀ[R_p, C_q] = β[C_q, R_p]ᵀ
-        bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
-        bias_rows = bias_rows.permute(0, 3, 2, 1).contiguous()  # [B, H, j, k], keys contiguous
+            bias_t = transpose_pair(bias_block, grid, n)  # βᵀ[R_p, C_q] = β[C_q, R_p]ᵀ
+            bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
+            bias_rows = bias_rows.permute(0, 3, 2, 1).contiguous()  # [B, H, j, k], keys contiguous
 
         def heads_view(t):  # [B, I, J, H·d] -> [B, I, H, J, d], a view (kernels read strides)
             return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3)

@@ -151,6 +151,13 @@ def test_layer_float64(kind, rows, cols):
     run_on_grid(rows, cols, compare_on_grid, kind, 13, torch.float64, 3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ending_node_on_one_grid_row(dtype):
+    """On 1×c grids the ending node keeps every key local (transposed views, β gathered):
+    three ranks, N not divisible by them."""
+    run_on_grid(1, 3, compare_on_grid, "tri_att_end", 13, dtype, 13)
+
+
 @pytest.mark.parametrize("kind", LAYERS)
 def test_layer_float32_non_square_grid(kind):
     run_on_grid(2, 3, compare_on_grid, kind, 37, torch.float32, 4)
