@@ -60,11 +60,16 @@ class GraphedScoreModel(nn.Module):
             out = self.score_model(r_noisy=static_r, times=static_t, **conditioning)
         torch.cuda.current_stream().wait_stream(side)
         out.record_stream(torch.cuda.current_stream())  # made on the side stream, used here
+        # The warm-up's freed blocks stay cached for the side stream, where the graph's own
+        # pool cannot use them: give them back first, so recording needs no second step's
+        # worth of memory (matters at large N on one GPU).
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
         try:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 static_out = self.score_model(r_noisy=static_r, times=static_t, **conditioning)
-        except RuntimeError as error:  # e.g. an op that synchronises with the host
+        except RuntimeError as error:  # an op that synchronises with the host, out of memory …
             log.warning("denoising step not recordable as a CUDA graph, running eagerly: %s", error)
             self.failed = True
             torch.cuda.synchronize()
