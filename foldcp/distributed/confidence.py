@@ -24,7 +24,7 @@ from boltz.model.layers.confidence_utils import (
 )
 from foldcp.distributed.comm import all_gather_cat, all_reduce, grid_group, transpose_pair
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout, row_chunks
+from foldcp.distributed.layout import Layout, row_chunks, strip_rows
 from foldcp.distributed.pair_init import add_pair_input_features
 from foldcp.distributed.pairformer import DistPairformerModule
 
@@ -59,7 +59,7 @@ class DistConfidence(nn.Module):
         # per-pair terms strip by strip of rows: no whole-block transient
         prod_rows = m.s_to_z_prod_in1(s_inputs)[:, rows] if m.add_s_to_z_prod else None
         prod_cols = m.s_to_z_prod_in2(s_inputs)[:, cols] if m.add_s_to_z_prod else None
-        for r0, r1 in row_chunks(z.shape[1], -(-z.shape[1] // 8)):
+        for r0, r1 in row_chunks(z.shape[1], strip_rows(z.shape[1])):
             if m.add_s_to_z_prod:
                 z[:, r0:r1] += m.s_to_z_prod_out(prod_rows[:, r0:r1, None, :] * prod_cols[:, None, :, :])
             z[:, r0:r1] += m.dist_bin_pairwise_embed(

@@ -26,7 +26,7 @@ from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout, assemble_rows
+from foldcp.distributed.layout import Layout, assemble_rows, strip_rows
 from foldcp.distributed.pair_init import relative_position_rows
 from foldcp.distributed.swap import swapped
 
@@ -108,7 +108,7 @@ class DistDiffusionConditioning(nn.Module):
         z = assemble_rows(
             lambda r0, r1: m.pairwise_conditioner(
                 z_block[:, r0:r1], relative_position_rows(self.rel_pos, feats, layout, r0, r1)),
-            z_block.shape[1], -(-z_block.shape[1] // 8))
+            z_block.shape[1], strip_rows(z_block.shape[1]))
         q, c, p, to_keys = self._atom_encoder(feats, s_trunk, z, layout)
         return {
             "q": q, "c": c, "to_keys": to_keys,

@@ -38,11 +38,10 @@ class GraphedScoreModel(nn.Module):
     def forward(self, r_noisy: torch.Tensor, times: torch.Tensor, **conditioning) -> torch.Tensor:
         if self.failed or not r_noisy.is_cuda:
             return self.score_model(r_noisy=r_noisy, times=times, **conditioning)
+        # scalars (multiplicity) by value, tensors and dicts by identity (see the docstring)
         key = (tuple(r_noisy.shape), r_noisy.dtype, tuple(times.shape), times.dtype,
-               tuple((name, id(value)) for name, value in sorted(conditioning.items(), key=lambda kv: kv[0])
-                     if not isinstance(value, (int, float, bool))),
-               tuple((name, value) for name, value in sorted(conditioning.items(), key=lambda kv: kv[0])
-                     if isinstance(value, (int, float, bool))))
+               tuple((name, value if isinstance(value, (int, float, bool)) else id(value))
+                     for name, value in sorted(conditioning.items(), key=lambda kv: kv[0])))
         entry = self.recorded.get(key)
         if entry is None:
             return self._record(key, r_noisy, times, conditioning)

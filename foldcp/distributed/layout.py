@@ -66,6 +66,12 @@ def row_chunks(rows: int, chunk: int):
     return [(r, min(rows, r + chunk)) for r in range(0, rows, max(1, chunk))]
 
 
+def strip_rows(rows: int) -> int:
+    """Rows per strip for per-pair work done strip by strip of a block: an 8th of it, so a
+    strip's transients stay an 8th of what the whole block's would be."""
+    return max(1, -(-rows // 8))
+
+
 def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None,
                   transposed: bool = False) -> torch.Tensor:
     """fn(r0, r1) → the [B, r1 - r0, ...] rows of a result, computed chunk by chunk and written

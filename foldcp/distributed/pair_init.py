@@ -24,7 +24,7 @@ from torch import nn
 
 from foldcp.distributed.comm import transpose_pair
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout, assemble_rows
+from foldcp.distributed.layout import Layout, assemble_rows, strip_rows
 
 PAIR_FEATURES = ("token_bonds", "type_bonds", "contact_conditioning", "contact_threshold")
 # Pair-shaped features Boltz's featurizer makes that inference never reads.
@@ -74,11 +74,6 @@ def relative_position_rows(rel_pos: nn.Module, feats: dict, layout: Layout, r0: 
     return torch.cat(row_pieces, dim=1) if len(row_pieces) > 1 else row_pieces[0]
 
 
-def _strip(rows: int) -> int:
-    """Rows per strip for per-pair work done strip by strip: an 8th of the block."""
-    return max(1, -(-rows // 8))
-
-
 def add_pair_input_features(module: nn.Module, z: torch.Tensor, feats: dict,
                             layout: Layout) -> torch.Tensor:
     """z + rel_pos + token_bonds (+ bond types) + contact conditioning, with `module`'s own
@@ -95,7 +90,7 @@ def add_pair_input_features(module: nn.Module, z: torch.Tensor, feats: dict,
             out = out + module.token_bonds_type(part["type_bonds"].long())
         return out + module.contact_conditioning(part)
 
-    return assemble_rows(strip, z.shape[1], _strip(z.shape[1]))
+    return assemble_rows(strip, z.shape[1], strip_rows(z.shape[1]))
 
 
 class DistPairInit(nn.Module):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from foldcp.distributed.atom_transformer import DistAtomTransformer
-from foldcp.distributed.layout import Layout, row_chunks
+from foldcp.distributed.layout import Layout, row_chunks, strip_rows
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
@@ -64,7 +64,7 @@ class DistTrunk(nn.Module):
             s = s_init + m.s_recycle(m.s_norm(s))
             # z = z_init + z_recycle(z_norm(z)), in place strip by strip of rows (each strip
             # reads only itself; z is the loop's own): no second and third pair block
-            for r0, r1 in row_chunks(z.shape[1], max(1, z.shape[1] // 8)):
+            for r0, r1 in row_chunks(z.shape[1], strip_rows(z.shape[1])):
                 z[:, r0:r1] = z_init[:, r0:r1] + m.z_recycle(m.z_norm(z[:, r0:r1]))
             if m.use_templates:  # adds exactly zero, but draws random numbers (rng.py)
                 templates = feats["template_restype"].shape[1]
