@@ -32,9 +32,11 @@ def compact(features: dict) -> dict:
             index = value.argmax(dim=-1)
             index[value.sum(dim=-1) == 0] = -1
             out[key] = {"onehot_index": index.int(), "width": value.shape[-1], "dtype": str(value.dtype)}
-        elif key == "contact_conditioning":
-            out[key] = {"onehot_index": value.argmax(dim=-1).to(torch.int8), "width": value.shape[-1],
-                        "dtype": str(value.dtype)}
+        elif key == "contact_conditioning":  # [1, N, N, classes] one-hot, usually one class
+            index = value.argmax(dim=-1).to(torch.int8)
+            if bool((index == index.flatten()[0]).all()):
+                index = {"fill": index.flatten()[0].item(), "shape": list(index.shape)}
+            out[key] = {"onehot_index": index, "width": value.shape[-1], "dtype": str(value.dtype)}
         elif value.dim() > 2 and value.shape[-1] > 1 and bool(((value == 0) | (value == 1)).all()) \
                 and bool((value.sum(dim=-1) <= 1).all()):  # one-hot rows (ref_element, names)
             index = value.argmax(dim=-1)
@@ -61,7 +63,9 @@ def expand(saved: dict, device) -> dict:
         elif isinstance(value, dict) and "binary" in value:
             out[key] = value["binary"].to(getattr(torch, value["dtype"].split(".")[-1])).to(device)
         elif isinstance(value, dict):
-            index = value["onehot_index"].long()
+            index = value["onehot_index"]
+            index = (torch.full(index["shape"], index["fill"], dtype=torch.long)
+                     if isinstance(index, dict) else index.long())
             dense = torch.nn.functional.one_hot(index.clamp(min=0), value["width"])
             dense = dense * (index >= 0).unsqueeze(-1)
             out[key] = dense.to(getattr(torch, value["dtype"].split(".")[-1])).to(device)
