@@ -27,8 +27,9 @@ from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout, assemble_rows, strip_rows
 
 PAIR_FEATURES = ("token_bonds", "type_bonds", "contact_conditioning", "contact_threshold")
-# Pair-shaped features Boltz's featurizer makes that inference never reads.
-UNUSED_PAIR_FEATURES = ("disto_target",)
+# Features Boltz's featurizer makes that inference never reads (only training losses do):
+# a pair-shaped one and two token × atom one-hot maps (each 4.6 GB at 12,000 tokens).
+UNUSED_FEATURES = ("disto_target", "r_set_to_rep_atom", "token_to_center_atom")
 REL_POS_FEATURES = ("asym_id", "residue_index", "entity_id", "token_index", "sym_id", "cyclic_period")
 
 
@@ -44,7 +45,7 @@ def split_features(feats: dict, device) -> dict:
     left in host memory (each rank moves only its block); unused pair-shaped ones dropped."""
     out = {}
     for key, value in feats.items():
-        if key in UNUSED_PAIR_FEATURES:
+        if key in UNUSED_FEATURES:
             continue
         out[key] = value if (key in PAIR_FEATURES or not torch.is_tensor(value)) else value.to(device)
     return out
@@ -78,19 +79,27 @@ def add_pair_input_features(module: nn.Module, z: torch.Tensor, feats: dict,
                             layout: Layout) -> torch.Tensor:
     """z + rel_pos + token_bonds (+ bond types) + contact conditioning, with `module`'s own
     encoders (the trunk's and the confidence module's each have theirs), strip by strip of
-    rows, so no term exists as a whole block. Sums in Boltz's order and dtypes (its bond-type
-    embedding is float32 under autocast: the result is then float32 too)."""
-    block = pair_feature_block(feats, layout, z.device)
+    rows, so no term exists as a whole block."""
+    strip = pair_input_rows(module, lambda r0, r1: z[:, r0:r1], feats, layout, z.device)
+    return assemble_rows(strip, z.shape[1], strip_rows(z.shape[1]))
 
-    def strip(r0: int, r1: int) -> torch.Tensor:
+
+def pair_input_rows(module: nn.Module, base, feats: dict, layout: Layout, device):
+    """fn(r0, r1) → rows r0:r1 of base + rel_pos + token_bonds (+ bond types) + contact
+    conditioning on my block, where base(r0, r1) gives those rows of the base term. Sums in
+    Boltz's order and dtypes (its bond-type embedding is float32 under autocast: the result
+    is then float32 too)."""
+    block = pair_feature_block(feats, layout, device)
+
+    def rows(r0: int, r1: int) -> torch.Tensor:
         part = {key: value[:, r0:r1] for key, value in block.items()}
-        out = z[:, r0:r1] + relative_position_rows(module.rel_pos, feats, layout, r0, r1)
+        out = base(r0, r1) + relative_position_rows(module.rel_pos, feats, layout, r0, r1)
         out = out + module.token_bonds(part["token_bonds"].float())
         if module.bond_type_feature:
             out = out + module.token_bonds_type(part["type_bonds"].long())
         return out + module.contact_conditioning(part)
 
-    return assemble_rows(strip, z.shape[1], strip_rows(z.shape[1]))
+    return rows
 
 
 class DistPairInit(nn.Module):
@@ -102,9 +111,18 @@ class DistPairInit(nn.Module):
 
     def forward(self, s_inputs: torch.Tensor, feats: dict, layout: Layout) -> torch.Tensor:
         """s_inputs: [B, N', C_s] whole (padded); feats: the whole (unpadded) feature dict."""
+        rows = layout.rows.stop - layout.rows.start
+        return assemble_rows(self.rows(s_inputs, feats, layout), rows, strip_rows(rows))
+
+    def rows(self, s_inputs: torch.Tensor, feats: dict, layout: Layout):
+        """fn(r0, r1) → rows r0:r1 of my z_init block [B, r1 - r0, |C_q|, C_z], computed anew
+        at each call: the trunk adds them into z strip by strip at every recycle rather than
+        keep a whole z_init block (z's size: float32, 18 GiB at 6,000 tokens on one GPU)."""
         m = self.model
-        z = m.z_init_1(s_inputs)[:, layout.rows, None] + m.z_init_2(s_inputs)[:, None, layout.cols]
-        return add_pair_input_features(m, z, feats, layout)
+        left = m.z_init_1(s_inputs)[:, layout.rows]  # [B, |R_p|, C_z]
+        right = m.z_init_2(s_inputs)[:, None, layout.cols]  # [B, 1, |C_q|, C_z]
+        return pair_input_rows(m, lambda r0, r1: left[:, r0:r1, None] + right, feats, layout,
+                               s_inputs.device)
 
 
 class DistDistogram(nn.Module):

@@ -55,17 +55,23 @@ class DistTrunk(nn.Module):
                 s_inputs = m.input_embedder(feats)
         s_inputs = layout.pad_single(s_inputs)
         s_init = m.s_init(s_inputs)
-        z_init = self.pair_init(s_inputs, feats, layout)
+        z_init_rows = self.pair_init.rows(s_inputs, feats, layout)  # recomputed per recycle
         mask = layout.pad_single(feats["token_pad_mask"].float())
         pair_mask = mask[:, layout.rows, None] * mask[:, None, layout.cols]
         s = torch.zeros_like(s_init)
-        z = torch.zeros_like(z_init)
+        z = None  # zeros of z_init's shape and dtype, made at the first strip
+        block_rows = layout.rows.stop - layout.rows.start
         for _ in range(recycling_steps + 1):
             s = s_init + m.s_recycle(m.s_norm(s))
             # z = z_init + z_recycle(z_norm(z)), in place strip by strip of rows (each strip
-            # reads only itself; z is the loop's own): no second and third pair block
-            for r0, r1 in row_chunks(z.shape[1], strip_rows(z.shape[1])):
-                z[:, r0:r1] = z_init[:, r0:r1] + m.z_recycle(m.z_norm(z[:, r0:r1]))
+            # reads only itself; z is the loop's own), z_init's strip made afresh: the only
+            # pair block held here is z
+            for r0, r1 in row_chunks(block_rows, strip_rows(block_rows)):
+                init = z_init_rows(r0, r1)
+                if z is None:
+                    z = init.new_zeros(init.shape[0], block_rows, *init.shape[2:])
+                z[:, r0:r1] = init + m.z_recycle(m.z_norm(z[:, r0:r1]))
+                del init
             if m.use_templates:  # adds exactly zero, but draws random numbers (rng.py)
                 templates = feats["template_restype"].shape[1]
                 for _ in m.template_module.pairformer.layers:
