@@ -31,7 +31,7 @@ from boltz.data import const
 
 from foldcp.distributed.comm import all_reduce
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout, rowwise
+from foldcp.distributed.layout import Layout, assemble_rows, row_chunks, rowwise, strip_rows
 from foldcp.distributed.rng import replay_dropout_draw
 from foldcp.distributed.pairformer import DistPairStack
 
@@ -82,8 +82,11 @@ class DistPairWeightedAveraging(nn.Module):
         pwa = self.serial
         grid = layout.grid
         m = pwa.norm_m(m)
-        z = pwa.norm_z(z)
-        b = pwa.proj_z(z).permute(0, 3, 1, 2)  # [B, H, |R_p|, |C_q|]
+        # proj_z(norm_z(z)) strip by strip of rows: the normed block (float32 under autocast)
+        # would be a second z; the result has only H channels
+        b = assemble_rows(lambda r0, r1: pwa.proj_z(pwa.norm_z(z[:, r0:r1])), z.shape[1],
+                          strip_rows(z.shape[1]))
+        b = b.permute(0, 3, 1, 2)  # [B, H, |R_p|, |C_q|]
         b = b + (1 - pair_mask[:, None]) * -pwa.inf
         b = b + layout.padding_bias(layout.cols, z.device, b.dtype, pwa.inf)
         row_max = all_reduce(b.amax(dim=-1), grid.row_group, dist.ReduceOp.MAX)
@@ -114,9 +117,11 @@ class DistOuterProductMean(nn.Module):
         super().__init__()
         self.serial = serial
 
-    def forward(self, m: torch.Tensor, msa_mask: torch.Tensor, layout: Layout,
+    def forward(self, m: torch.Tensor, msa_mask: torch.Tensor, layout: Layout, into: torch.Tensor,
                 row_chunk: int | None = None) -> torch.Tensor:
-        """m: [B, S_k, N', c_m], msa_mask: [B, S_k, N'] → my pair block [B, |R_p|, |C_q|, C_z]."""
+        """m: [B, S_k, N', c_m], msa_mask: [B, S_k, N'] → `into` + the outer product mean on my
+        pair block [B, |R_p|, |C_q|, C_z], added into `into` in place chunk by chunk of rows
+        (so the update never exists as a whole block; `into` must have the sum's dtype)."""
         opm = self.serial
         grid, n = layout.grid, layout.n_padded
         mask = msa_mask.unsqueeze(-1).to(m)
@@ -125,28 +130,29 @@ class DistOuterProductMean(nn.Module):
         b = (opm.proj_b(m) * mask).float()
         hidden = opm.c_hidden
         weight = opm.proj_o.weight  # [C_z, c_h·c_h]
-        mine = None
         for owner in range(grid.size):
             p, q = divmod(owner, grid.cols)
             rows = slice(*grid.row_range(n, p))
             cols = slice(*grid.col_range(n, q))
-            n_rows, n_cols = rows.stop - rows.start, cols.stop - cols.start
-            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (hidden * hidden))
-            total = a.new_empty((a.shape[0], n_rows, n_cols, weight.shape[0]))
-            for r0 in range(0, n_rows, chunk):
-                r = slice(rows.start + r0, min(rows.stop, rows.start + r0 + chunk))
-                outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
-                outer = outer.reshape(*outer.shape[:3], hidden * hidden)
-                total[:, r0 : r0 + outer.shape[1]] = F.linear(outer.to(weight.dtype), weight)
+            n_rows = rows.stop - rows.start
             with torch.autocast("cuda", enabled=False):  # counts up to S: not in bf16
                 count = torch.einsum("bsi,bsj->bij", msa_mask[:, :, rows].float(),
                                      msa_mask[:, :, cols].float()).contiguous()
             if grid.size > 1:
-                dist.reduce(total, owner)
                 dist.reduce(count, owner)
-            if owner == grid.rank:  # total / count + bias, in place (same operations)
-                mine = total.div_(count.clamp(min=1).unsqueeze(-1)).add_(opm.proj_o.bias)
-        return mine.to(m.dtype)
+            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (hidden * hidden))
+            for r0, r1 in row_chunks(n_rows, chunk):
+                r = slice(rows.start + r0, rows.start + r1)
+                outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
+                outer = outer.reshape(*outer.shape[:3], hidden * hidden)
+                total = F.linear(outer.to(weight.dtype), weight).float()
+                del outer
+                if grid.size > 1:
+                    dist.reduce(total, owner)
+                if owner == grid.rank:  # total / count + bias (same operations), then z +
+                    update = total.div_(count[:, r0:r1].clamp(min=1).unsqueeze(-1))
+                    into[:, r0:r1] += update.add_(opm.proj_o.bias).to(m.dtype)
+        return into
 
 
 class DistMSALayer(nn.Module):
@@ -156,6 +162,7 @@ class DistMSALayer(nn.Module):
         self.pair_weighted_averaging = DistPairWeightedAveraging(serial.pair_weighted_averaging)
         self.outer_product_mean = DistOuterProductMean(serial.outer_product_mean)
         self.pairformer_layer = DistPairStack(serial.pairformer_layer)
+        self.opm_row_chunk: int | None = None  # rows per outer-product chunk (None: sized)
 
     def forward(self, z, m, pair_mask, msa_mask, layout: Layout, depth: int,
                 consume_z: bool = False):
@@ -164,10 +171,11 @@ class DistMSALayer(nn.Module):
         replay_dropout_draw(m.shape[0], depth, m.device)  # Boltz's MSA dropout mask
         m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
         m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
-        update = self.outer_product_mean(m, msa_mask, layout)
-        z = z.add_(update) if consume_z and z.dtype == torch.promote_types(z.dtype, update.dtype) \
-            else z + update
-        del update
+        # z + opm(m)'s dtype: opm's is its LayerNorm's (float32 under autocast, else m's)
+        dtype = torch.promote_types(z.dtype, torch.promote_types(m.dtype, torch.float32))
+        if not consume_z or z.dtype != dtype:
+            z = z.to(dtype, copy=True)  # the caller's z stays as it was
+        z = self.outer_product_mean(m, msa_mask, layout, into=z, row_chunk=self.opm_row_chunk)
         z = self.pairformer_layer(z, pair_mask, layout, consume_z=True)  # z is ours now
         return z, m
 
