@@ -73,12 +73,19 @@ def strip_rows(rows: int) -> int:
 
 
 def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None,
-                  transposed: bool = False) -> torch.Tensor:
+                  transposed: bool = False, into: torch.Tensor | None = None) -> torch.Tensor:
     """fn(r0, r1) → the [B, r1 - r0, ...] rows of a result, computed chunk by chunk and written
     into one tensor (dtype: the first chunk's unless given); one chunk is returned as is.
     transposed: return the result with dimensions 1 and 2 swapped, contiguous — the chunks are
-    written through a transposed view of it (no copy of the whole result)."""
+    written through a transposed view of it (no copy of the whole result).
+    into: add the chunks into this tensor in place (through its transposed view if
+    transposed) and return it — the result never exists as a whole block."""
     chunks = row_chunks(rows, chunk)
+    if into is not None:
+        target = into.transpose(1, 2) if transposed else into
+        for r0, r1 in chunks:
+            target[:, r0:r1] += fn(r0, r1)
+        return into
     if len(chunks) == 1 and dtype is None and not transposed:
         return fn(0, rows)
     stored = out = None

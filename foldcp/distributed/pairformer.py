@@ -39,19 +39,22 @@ class DistPairStack(nn.Module):
         batch, length, device = z.shape[0], layout.n_real, z.device
         replay_dropout_draw(batch, length, device)
         # record_function labels let bench/pairformer_layer.py --profile split the time
+        # Each update is added into z chunk by chunk as it is made (into=z): z is read only
+        # through the update's own normed copy, so no update exists as a whole block.
         with record_function("foldcp.tri_mul_out"):
-            update = self.tri_mul_out(z, pair_mask, layout)
-            z = z.add_(update) if consume_z else z + update
-            del update
+            if consume_z:
+                self.tri_mul_out(z, pair_mask, layout, into=z)
+            else:
+                z = z + self.tri_mul_out(z, pair_mask, layout)
         replay_dropout_draw(batch, length, device)
         with record_function("foldcp.tri_mul_in"):
-            z += self.tri_mul_in(z, pair_mask, layout)
+            self.tri_mul_in(z, pair_mask, layout, into=z)
         replay_dropout_draw(batch, length, device)
         with record_function("foldcp.tri_att_start"):
-            z += self.tri_att_start(z, pair_mask, layout)
+            self.tri_att_start(z, pair_mask, layout, into=z)
         replay_dropout_draw(batch, length, device, columnwise=True)
         with record_function("foldcp.tri_att_end"):
-            z += self.tri_att_end(z, pair_mask, layout)
+            self.tri_att_end(z, pair_mask, layout, into=z)
         with record_function("foldcp.transition_z"):
             return add_transition(self.serial.transition_z, z)
 

@@ -47,13 +47,16 @@ class DistTriangleAttention(nn.Module):
         self.row_chunk = row_chunk
         self.fused = fused  # the fused CUDA kernel where available (see fused_attention.py)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
+                into: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, |R_p|, |C_q|, C] block, mask: [B, |R_p|, |C_q|] pair-mask block.
-        Returns the update [B, |R_p|, |C_q|, C] in the compute dtype."""
+        Returns the update [B, |R_p|, |C_q|, C] in the compute dtype, or `into` + the update
+        when `into` is given (added in place chunk by chunk where the output is made in
+        chunks; it may be x itself: x is read only through its normed copy)."""
         grid, n = layout.grid, layout.n_padded
         x = normed_rows(self.serial.layer_norm, x, compute_dtype(x))
         if self.serial.starting:
-            return self._starting(x, mask, layout)
+            return self._starting(x, mask, layout, into=into)
         if grid.rows == 1:
             # One grid row (1×1, 1×c): this rank holds whole columns, and the ending node
             # attends along columns, so every key is local. Run the starting node on the
@@ -64,14 +67,17 @@ class DistTriangleAttention(nn.Module):
             local = Layout(Grid(1, 1, grid.rank), layout.n_real, n)
             return self._starting(x.transpose(1, 2), mask.transpose(1, 2), local,
                                   bias_rows=beta.permute(0, 3, 2, 1).contiguous(),
-                                  transposed_out=True)
+                                  transposed_out=True, into=into)
         out = self._starting(transpose_pair(x, grid, n), transpose_pair(mask, grid, n), layout)
-        return transpose_pair(out, grid, n)
+        out = transpose_pair(out, grid, n)
+        return out if into is None else into.add_(out)
 
     def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
-                  bias_rows: torch.Tensor | None = None, transposed_out: bool = False) -> torch.Tensor:
+                  bias_rows: torch.Tensor | None = None, transposed_out: bool = False,
+                  into: torch.Tensor | None = None) -> torch.Tensor:
         """x: the layer-normed block (compute dtype); bias_rows: the [B, H, j, k] bias if the
-        caller has it; transposed_out: return the result's transpose (see forward)."""
+        caller has it; transposed_out: return the result's transpose (see forward); into:
+        add the result into it (see forward)."""
         m = self.serial
         mha = m.mha
         grid, n = layout.grid, layout.n_padded
@@ -105,7 +111,7 @@ class DistTriangleAttention(nn.Module):
             return mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
 
         return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused),
-                             transposed=transposed_out)
+                             transposed=transposed_out, into=into)
 
     def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool) -> int:
         """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block; the streamed

@@ -42,9 +42,12 @@ class DistTriangleMultiplication(nn.Module):
         self.outgoing = outgoing
         self.channel_chunk = channel_chunk
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
+                into: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, |R_p|, |C_q|, D] block, mask: [B, |R_p|, |C_q|] pair-mask block.
-        Returns the update [B, |R_p|, |C_q|, D] (compute dtype)."""
+        Returns the update [B, |R_p|, |C_q|, D] (compute dtype), or `into` + the update when
+        `into` is given (added in place row chunk by row chunk; it may be x itself: x is
+        read only through its normed copy)."""
         m = self.serial
         x = normed_rows(m.norm_in, x, compute_dtype(x))
         batch, rows, cols, channels = x.shape
@@ -81,7 +84,7 @@ class DistTriangleMultiplication(nn.Module):
             normed = normed.view(batch, r1 - r0, cols, channels)
             return m.p_out(normed) * m.g_out(x[:, r0:r1]).sigmoid()
 
-        return assemble_rows(output_rows, rows, -(-rows // 4))
+        return assemble_rows(output_rows, rows, -(-rows // 4), into=into)
 
 
 def _transposed(block: torch.Tensor, layout: Layout) -> torch.Tensor:
