@@ -21,6 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import torch
 
 TOKEN = ("token_index", "residue_index", "asym_id", "entity_id", "sym_id", "mol_type", "res_type",
@@ -118,22 +120,48 @@ def block_diagonal(x: torch.Tensor, y: torch.Tensor, fill: torch.Tensor) -> torc
     return out
 
 
-def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+def join_saved(a: dict, b: dict) -> dict:
+    """`join` on saved (compact) feature dicts, returning a saved dict. The token×atom one-hot
+    maps are joined as their index vectors: dense they would be 4 × 4.6 GB at 12,000 tokens."""
     from cp_inputs import compact, expand
 
+    maps = [key for key in ONE_HOT_ATOM_TOKEN_MAPS if key in a]
+    dense = join(expand({k: v for k, v in a.items() if k not in maps}, "cpu"),
+                 expand({k: v for k, v in b.items() if k not in maps}, "cpu"))
+    out = compact(dense)
+    m_padded = dense["atom_pad_mask"].shape[1]
+    small = expand({"t": a["token_pad_mask"], "m": a["atom_pad_mask"]}, "cpu")
+    n_a, m_a = small["t"].shape[1], int(small["m"].sum())
+    for key in maps:
+        x, y = a[key]["onehot_index"].long(), b[key]["onehot_index"].long()
+        if key in ATOM_TO_TOKEN:  # [1, M] token of each atom (-1: padding atom)
+            m_b = int((y >= 0).sum())
+            index = torch.cat([x[:, :m_a], torch.where(y[:, :m_b] >= 0, y[:, :m_b] + n_a, -1)], dim=1)
+            index = torch.cat([index, index.new_full((1, m_padded - index.shape[1]), -1)], dim=1)
+            width = dense["token_pad_mask"].shape[1]
+        else:  # [1, N] an atom of each token
+            index = torch.cat([x, torch.where(y >= 0, y + m_a, -1)], dim=1)
+            width = m_padded
+        out[key] = {"onehot_index": index.int(), "width": width, "dtype": a[key]["dtype"]}
+    return out
+
+
+ONE_HOT_ATOM_TOKEN_MAPS = ATOM_TO_TOKEN + TOKEN_TO_ATOM
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("parts", nargs="+", help="features_N.pt files, joined in this order")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    joined = expand(torch.load(args.parts[0], weights_only=False), "cpu")
+    joined = torch.load(args.parts[0], weights_only=False)
     for part in args.parts[1:]:
-        joined = join(joined, expand(torch.load(part, weights_only=False), "cpu"))
+        joined = join_saved(joined, torch.load(part, weights_only=False))
     out = Path(args.out)
     tmp = out.with_suffix(".tmp")
-    torch.save(compact(joined), tmp)
+    torch.save(joined, tmp)
     tmp.replace(out)
-    print(joined["token_pad_mask"].shape[1], "tokens,", int(joined["atom_pad_mask"].sum()), "atoms ->", out)
+    print(joined["token_index"].shape[1], "tokens ->", out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from cp_inputs import compact, expand  # noqa: E402
-from join_inputs import join  # noqa: E402
+from join_inputs import join, join_saved  # noqa: E402
 
 from foldcp.inputs import make_complex, parse_complex  # noqa: E402
 from foldcp.inputs.fasta import Protein  # noqa: E402
@@ -44,6 +44,16 @@ def test_join_equals_featurizing_together(first, second, boltz_residues):
         atoms = (residues == uid) & real
         shape = lambda f: torch.cdist(f["ref_pos"][0, atoms], f["ref_pos"][0, atoms])  # noqa: E731
         torch.testing.assert_close(shape(joined), shape(together), atol=1e-4, rtol=0)
+
+
+def test_join_of_saved_files_equals_dense_join(boltz_residues):
+    """The file path (atom maps joined as index vectors) gives the dense join's features."""
+    a, b = features("A;B", boltz_residues), features("C", boltz_residues)
+    got = expand(join_saved(compact(a), compact(b)), "cpu")
+    want = join(a, b)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
 
 
 def test_unknown_feature_is_refused():
