@@ -140,7 +140,10 @@ class DistOuterProductMean(nn.Module):
                                      msa_mask[:, :, cols].float()).contiguous()
             if grid.size > 1:
                 dist.reduce(count, owner)
-            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (hidden * hidden))
+            # a chunk's outer products (float32, c_h² wide; then their bf16 copy) at most a
+            # 16th of the z block's bytes: at 6,000 tokens on one GPU the whole-block-sized
+            # chunk was 17 GiB
+            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (hidden * hidden * 16))
             for r0, r1 in row_chunks(n_rows, chunk):
                 r = slice(rows.start + r0, rows.start + r1)
                 outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
