@@ -12,7 +12,9 @@ Inputs come from bench/cp_inputs.py (run on the CPU machine).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import os
 import sys
 import time
 import types
@@ -37,6 +39,8 @@ def stub_rdkit() -> None:
 
 
 def main() -> None:
+    if os.environ.get("DUMP_TRACEBACK_AFTER_S"):  # where a run that seems stuck is
+        faulthandler.dump_traceback_later(float(os.environ["DUMP_TRACEBACK_AFTER_S"]))
     stub_rdkit()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from boltz.model.models.boltz2 import Boltz2
