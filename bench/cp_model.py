@@ -129,6 +129,11 @@ def main() -> None:
             sync(); t0 = time.perf_counter()
             result = fn(*a, **k)
             sync(); phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 3)
+            if os.environ.get("CHECK_FINITE"):  # which phase first makes a non-finite value
+                values = vars(result) if hasattr(result, "__dict__") else result
+                tensors = values.items() if isinstance(values, dict) else [(name, values)]
+                print("finite", name, {k: bool(torch.isfinite(v).all()) for k, v in tensors
+                                       if torch.is_tensor(v)}, flush=True)
             return result
         return wrapper
 

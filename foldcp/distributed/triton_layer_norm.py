@@ -70,11 +70,13 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
     def _forward(X, W, Bias, Y, rows, sx_b, sx_r, sx_c, sy_b, sy_r, sy_c, eps,
                  CHANNELS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
-        # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens
+        # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens on
+        # one GPU — in the row offsets of a channel-last block and in the channel offsets
+        # (channel × positions stride) of a channel-first one, so both are int64
         block = tl.program_id(0).to(tl.int64)
         batch = tl.program_id(1).to(tl.int64)
         offs_r = block * BLOCK_R + tl.arange(0, BLOCK_R)
-        offs_c = tl.arange(0, BLOCK_C)
+        offs_c = tl.arange(0, BLOCK_C).to(tl.int64)
         in_c = offs_c < CHANNELS
         inside = (offs_r < rows)[:, None] & in_c[None, :]
         x = tl.load(X + batch * sx_b + offs_r[:, None] * sx_r + offs_c[None, :] * sx_c,

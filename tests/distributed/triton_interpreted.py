@@ -8,7 +8,7 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    inside) and 32, a head-split (strided) q, sizes off the block grid, a masked key column at
    Boltz's finite -1e9, the log-sum-exp too.
 2. The LayerNorm kernel vs PyTorch's: channel-last and channel-first (strided) input, rows off
-   the block grid, float32 and float16 output.
+   the block grid, float32 and float16 output, element offsets past 2^31.
 3. Both kernels inside the distributed layers on CPU grids (fused path, float32) vs serial
    Boltz; each rank reports how many attention and LayerNorm kernel calls it made, so the
    paths are proven taken.
@@ -70,6 +70,22 @@ def check_layer_norm_alone() -> None:
             torch.testing.assert_close(got.float(), want.detach(), rtol=tol, atol=tol)
 
 
+def check_layer_norm_offsets_past_2_31() -> None:
+    """A channel-first block whose channel stride × channels passes 2^31 elements, as the
+    triangle multiplication's product is from ~4,100 tokens on one GPU: int32 offsets wrapped
+    there and the H100 runs at 4,800 / 6,000 tokens ended in NaN coordinates."""
+    channels, stride = 128, 2**24 + 2**20  # (channels - 1) · stride ≈ 2.26e9 > 2^31
+    storage = torch.empty(channels * stride, dtype=torch.float16)  # untouched pages: virtual
+    x = storage.as_strided((1, 3, channels), (0, 1, stride))
+    x.copy_(torch.randn(1, 3, channels))
+    norm = torch.nn.LayerNorm(channels)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    got = triton_layer_norm.layer_norm(norm, x, torch.float32)
+    torch.testing.assert_close(got, norm(x.float().contiguous()).detach(), rtol=2e-3, atol=2e-3)
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
     calls = {"attention": 0, "layer_norm": 0}
 
@@ -92,6 +108,7 @@ def main() -> None:
     assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
     check_kernel_alone()
     check_layer_norm_alone()
+    check_layer_norm_offsets_past_2_31()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
                              ("tri_mul_in", 2, 1),
