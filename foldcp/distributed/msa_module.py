@@ -194,8 +194,9 @@ class DistMSAModule(nn.Module):
         self.layers = nn.ModuleList(DistMSALayer(layer) for layer in serial.layers)
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor, feats: dict, pair_mask: torch.Tensor,
-                layout: Layout) -> torch.Tensor:
-        """z: pair block; emb: s_inputs [B, N', C_s] whole; feats: whole (unpadded) features."""
+                layout: Layout, consume_z: bool = False) -> torch.Tensor:
+        """z: pair block; emb: s_inputs [B, N', C_s] whole; feats: whole (unpadded) features.
+        consume_z: the caller hands z over (updated in place); otherwise it is only read."""
         module = self.serial
         def shard(key):  # my sequences only, before anything is expanded
             return sequence_shard(feats[key], layout)
@@ -210,5 +211,5 @@ class DistMSAModule(nn.Module):
         m = m + module.s_proj(emb).unsqueeze(1)
         for index, layer in enumerate(self.layers):  # the caller's z is read, never written
             z, m = layer(z, m, pair_mask, msa_mask, layout, depth=feats["msa"].shape[1],
-                         consume_z=index > 0)
+                         consume_z=consume_z or index > 0)
         return z

@@ -89,10 +89,13 @@ def pair_input_rows(module: nn.Module, base, feats: dict, layout: Layout, device
     conditioning on my block, where base(r0, r1) gives those rows of the base term. Sums in
     Boltz's order and dtypes (its bond-type embedding is float32 under autocast: the result
     is then float32 too)."""
-    block = pair_feature_block(feats, layout, device)
+    # the block's features stay where they are (host memory in grid runs) and move to the
+    # GPU a strip at a time: the trunk calls this at every recycle, and the one-hot contact
+    # conditioning alone is 40 bytes a pair (1.3 GiB of a 6,000-token block)
+    block = pair_feature_block(feats, layout)
 
     def rows(r0: int, r1: int) -> torch.Tensor:
-        part = {key: value[:, r0:r1] for key, value in block.items()}
+        part = {key: value[:, r0:r1].to(device) for key, value in block.items()}
         out = base(r0, r1) + relative_position_rows(module.rel_pos, feats, layout, r0, r1)
         out = out + module.token_bonds(part["token_bonds"].float())
         if module.bond_type_feature:

@@ -39,6 +39,7 @@ class DistTrunk(nn.Module):
         self.msa_module = DistMSAModule(model.msa_module)
         self.pairformer = DistPairformerModule(model.pairformer_module)
         self.distogram = DistDistogram(model.distogram_module)
+        self.force_input_to_host: bool | None = None  # msa_stage: None decides by free memory
 
     def forward(self, feats: dict, layout: Layout, recycling_steps: int,
                 s_inputs: torch.Tensor | None = None) -> TrunkOutput:
@@ -76,7 +77,32 @@ class DistTrunk(nn.Module):
                 templates = feats["template_restype"].shape[1]
                 for _ in m.template_module.pairformer.layers:
                     replay_pair_stack_draws(z.shape[0] * templates, layout.n_real, z.device)
-            # z + msa_module(z): the module's result is its own block, so the sum goes there
-            z = self.msa_module(z, s_inputs, feats, pair_mask, layout).add_(z)
+            z = self.msa_stage(z, s_inputs, feats, pair_mask, layout)
             s, z = self.pairformer(s, z, mask, pair_mask, layout, consume_z=True)  # z is fresh
         return TrunkOutput(s_inputs, s, z, self.distogram(z, layout))
+
+    # Hold the MSA module's input in host memory when free GPU memory is below this many z
+    # blocks: the module's own z and its pair stack's transients (~1.5 z) come on top of it.
+    HOST_INPUT_BELOW_FREE_Z = 3.5
+
+    def msa_stage(self, z: torch.Tensor, s_inputs: torch.Tensor, feats: dict,
+                  pair_mask: torch.Tensor, layout: Layout) -> torch.Tensor:
+        """z + msa_module(z). The module makes its own z from the input, which must outlive
+        it for the sum: where the GPU is short of memory the input waits in host memory
+        (copied out and back, same values) and the module takes z over instead."""
+        if not self.input_to_host(z):
+            # the module's result is its own block, so the sum goes there
+            return self.msa_module(z, s_inputs, feats, pair_mask, layout).add_(z)
+        saved = z.to("cpu", copy=True)
+        out = self.msa_module(z, s_inputs, feats, pair_mask, layout, consume_z=True)
+        return out.add_(saved.to(out.device))
+
+    def input_to_host(self, z: torch.Tensor) -> bool:
+        """Whether msa_stage keeps its input in host memory (`force_input_to_host`: tests)."""
+        if self.force_input_to_host is not None:
+            return self.force_input_to_host
+        if z.device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(z.device)
+        free += torch.cuda.memory_reserved(z.device) - torch.cuda.memory_allocated(z.device)
+        return free < self.HOST_INPUT_BELOW_FREE_Z * z.numel() * z.element_size()
