@@ -76,11 +76,11 @@ def main() -> None:
     hparams = json.loads((Path(args.inputs) / "hparams.json").read_text())
     torch.manual_seed(0)
     model = Boltz2(**hparams).eval()
-    randomize_weights(model, seed=0, std=0.02)
     if args.pairformer_blocks is not None:
         layers = model.pairformer_module.layers
         model.pairformer_module.layers = torch.nn.ModuleList(list(layers)[: args.pairformer_blocks])
     model = model.to(device)
+    randomize_weights(model, seed=0, std=0.02)  # on the GPU: seconds, not minutes
     saved = torch.load(Path(args.inputs) / f"features_{args.tokens}.pt", weights_only=False)
     if args.no_serial:  # maps only training losses read: not expanded (4.6 GB each at 12,000)
         saved = {key: value for key, value in saved.items() if key not in UNUSED_FEATURES}
