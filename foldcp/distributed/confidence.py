@@ -75,13 +75,7 @@ class DistConfidence(nn.Module):
         rows, cols = layout.rows, layout.cols
         asym = pad_tokens(feats["asym_id"], layout.n_padded, (1,))
         same_chain = (asym[:, rows, None] == asym[:, None, cols]).float().unsqueeze(-1)
-        if h.use_separate_heads:
-            pae_logits = h.to_pae_intra_logits(z) * same_chain + h.to_pae_inter_logits(z) * (1 - same_chain)
-            zz = z + transpose_pair(z, grid, layout.n_padded)
-            pde_logits = h.to_pde_intra_logits(zz) * same_chain + h.to_pde_inter_logits(zz) * (1 - same_chain)
-        else:
-            pae_logits = h.to_pae_logits(z)
-            pde_logits = h.to_pde_logits(z + transpose_pair(z, grid, layout.n_padded))
+        pae, pde, tm = self._pair_heads(z, same_chain, feats, layout)
         s = s[:, :n]
         plddt = compute_aggregated_metric(h.to_plddt_logits(s))
         token_pad = feats["token_pad_mask"].float()
@@ -99,8 +93,6 @@ class DistConfidence(nn.Module):
         weight = ligand * 20 + interface * 10 + (1 - interface) * (1 - ligand) * 1
         complex_iplddt = (plddt * token_pad * weight).sum(dim=-1) / (token_pad * weight).sum(dim=-1)
 
-        pde = compute_aggregated_metric(pde_logits, end=32)
-        pae = compute_aggregated_metric(pae_logits, end=32)
         prob_contact = torch.softmax(pdistogram_block, dim=-1)[..., :20].sum(-1)
         pad = pad_tokens(feats["token_pad_mask"].float(), layout.n_padded, (1,))
         index = torch.arange(layout.n_padded, device=z.device)
@@ -114,12 +106,38 @@ class DistConfidence(nn.Module):
             complex_pde=(sums[0] / sums[1]).reshape(1), complex_ipde=(sums[2] / (sums[3] + 1e-5)).reshape(1),
             pae_block=pae, pde_block=pde,
         )
-        out.update(self._ptms(pae_logits, x_pred, feats, layout, n))
+        out.update(self._ptms(tm, x_pred, feats, layout, n))
         return out
 
+    def _pair_heads(self, z, same_chain, feats, layout: Layout):
+        """PAE and PDE ([B, |R_p|, |C_q|] expected values) and the pTM integrand tm (expected
+        TM term of the PAE bins) on my block, strip by strip of rows: the logits and z + zᵀ
+        of the PDE head exist a strip at a time (as whole blocks they were ~3 z at the
+        end of a fold, beside the trunk's z)."""
+        h = self.serial.confidence_heads
+        z_t = transpose_pair(z, layout.grid, layout.n_padded)  # zᵀ block, for the PDE head
+        tm_value = None
+        parts = []
+        for r0, r1 in row_chunks(z.shape[1], strip_rows(z.shape[1])):
+            z_s, same = z[:, r0:r1], same_chain[:, r0:r1]
+            zz = z_s + z_t[:, r0:r1]
+            if h.use_separate_heads:
+                pae_logits = h.to_pae_intra_logits(z_s) * same + h.to_pae_inter_logits(z_s) * (1 - same)
+                pde_logits = h.to_pde_intra_logits(zz) * same + h.to_pde_inter_logits(zz) * (1 - same)
+            else:
+                pae_logits, pde_logits = h.to_pae_logits(z_s), h.to_pde_logits(zz)
+            del zz
+            if tm_value is None:
+                tm_value = _tm_value(pae_logits.shape[-1], feats, z.device)
+            parts.append((compute_aggregated_metric(pae_logits, end=32),
+                          compute_aggregated_metric(pde_logits, end=32),
+                          torch.sum(torch.softmax(pae_logits, dim=-1) * tm_value, dim=-1)))
+        return [torch.cat(column, dim=1) for column in zip(*parts)]
+
     @staticmethod
-    def _ptms(logits, x_pred, feats, layout: Layout, n: int) -> dict:
-        """Boltz's compute_ptms from the PAE-logit block: masked row means, then row maxima."""
+    def _ptms(tm, x_pred, feats, layout: Layout, n: int) -> dict:
+        """Boltz's compute_ptms from the tm block (see _pair_heads): masked row means, then
+        row maxima."""
         grid = layout.grid
         rows, cols = layout.rows, layout.cols
         _, collinear = compute_frame_pred(x_pred, feats["frames_idx"], feats, 1, inference=True)
@@ -127,12 +145,6 @@ class DistConfidence(nn.Module):
         pad = pad_tokens(feats["token_pad_mask"].float(), layout.n_padded, (1,))
         asym = pad_tokens(feats["asym_id"], layout.n_padded, (1,))
         mol = pad_tokens(feats["mol_type"], layout.n_padded, (1,))
-        num_bins = logits.shape[-1]
-        width = 32.0 / num_bins
-        pae_value = torch.arange(0.5 * width, 32.0, width, device=logits.device).unsqueeze(0)
-        n_res = feats["token_pad_mask"].sum(dim=-1, keepdim=True)
-        tm_value = tm_function(pae_value, n_res).unsqueeze(1).unsqueeze(2)
-        tm = torch.sum(torch.softmax(logits, dim=-1) * tm_value, dim=-1)  # [1, |R_p|, |C_q|]
 
         base = valid_frame[:, rows, None] * pad[:, rows, None] * pad[:, None, cols]
         different = (asym[:, rows, None] != asym[:, None, cols]).float()
@@ -162,3 +174,11 @@ class DistConfidence(nn.Module):
             for first in chains
         }
         return out
+
+
+def _tm_value(num_bins: int, feats: dict, device) -> torch.Tensor:
+    """Boltz's TM term at each PAE bin centre: [B, 1, 1, bins]."""
+    width = 32.0 / num_bins
+    pae_value = torch.arange(0.5 * width, 32.0, width, device=device).unsqueeze(0)
+    n_res = feats["token_pad_mask"].sum(dim=-1, keepdim=True)
+    return tm_function(pae_value, n_res).unsqueeze(1).unsqueeze(2)
