@@ -24,8 +24,8 @@ from boltz.model.layers.confidence_utils import (
 )
 from foldcp.distributed.comm import all_gather_cat, all_reduce, grid_group, transpose_pair
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout, row_chunks, strip_rows
-from foldcp.distributed.pair_init import add_pair_input_features
+from foldcp.distributed.layout import Layout, compute_dtype, row_chunks, strip_rows
+from foldcp.distributed.pair_init import add_pair_input_features, representative_atoms
 from foldcp.distributed.pairformer import DistPairformerModule
 
 class DistConfidence(nn.Module):
@@ -54,7 +54,9 @@ class DistConfidence(nn.Module):
         # z is a block of our own from here on (made by the norm or the sum above): in place
         z += m.s_to_z(s_inputs)[:, rows, None, :]
         z += m.s_to_z_transpose(s_inputs)[:, None, cols, :]
-        rep = layout.pad_single(torch.bmm(feats["token_to_rep_atom"].float(), x_pred))
+        # Boltz's bmm with the one-hot map; under autocast that bmm returns the compute dtype
+        rep = representative_atoms(feats, x_pred.float()).to(compute_dtype(x_pred.float()))
+        rep = layout.pad_single(rep)
         d = torch.cdist(rep[:, rows], rep[:, cols])  # [1, |R_p|, |C_q|]
         # per-pair terms strip by strip of rows: no whole-block transient
         prod_rows = m.s_to_z_prod_in1(s_inputs)[:, rows] if m.add_s_to_z_prod else None

@@ -47,8 +47,30 @@ def split_features(feats: dict, device) -> dict:
     for key, value in feats.items():
         if key in UNUSED_FEATURES:
             continue
+        if key == "token_to_rep_atom":  # [B, N, atoms] one-hot → its index (4.6 GB → 0.1 MB)
+            out[REP_ATOM_INDEX] = rep_atom_index(value).to(device)
+            continue
         out[key] = value if (key in PAIR_FEATURES or not torch.is_tensor(value)) else value.to(device)
     return out
+
+
+REP_ATOM_INDEX = "token_to_rep_atom_index"  # [B, N]: each token's representative atom, -1: none
+
+
+def rep_atom_index(token_to_rep_atom: torch.Tensor) -> torch.Tensor:
+    """The one-hot token → representative-atom map [B, N, atoms] as indices [B, N] (-1 for
+    a token without one, a zero row)."""
+    index = token_to_rep_atom.argmax(dim=-1)
+    return torch.where(token_to_rep_atom.sum(dim=-1) > 0, index, torch.full_like(index, -1))
+
+
+def representative_atoms(feats: dict, x: torch.Tensor) -> torch.Tensor:
+    """bmm(token_to_rep_atom, x) — [B, N, 3] coordinates of each token's representative atom
+    (zeros where none) — from the index split_features keeps, or from the one-hot map."""
+    index = feats[REP_ATOM_INDEX] if REP_ATOM_INDEX in feats else \
+        rep_atom_index(feats["token_to_rep_atom"])
+    picked = torch.gather(x, 1, index.clamp(min=0).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return picked * (index >= 0).unsqueeze(-1).to(x.dtype)
 
 
 def relative_position_rows(rel_pos: nn.Module, feats: dict, layout: Layout, r0: int, r1: int,

@@ -312,3 +312,24 @@ def _end_to_end(grid, model, feats):
 def test_end_to_end_matches_boltz2(model_and_feats, rows, cols):
     model, feats = model_and_feats
     run_on_grid(rows, cols, _end_to_end, model, with_random_msa(feats, 3, seed=9))
+
+
+def test_representative_atoms_from_the_index_split_features_keeps():
+    """split_features swaps the dense token → atom one-hot (4.6 GB at 12,000 tokens) for its
+    index; the confidence module's representative coordinates are Boltz's bmm either way,
+    also in the dtype that bmm returns under autocast."""
+    from foldcp.distributed.layout import compute_dtype
+    from foldcp.distributed.pair_init import REP_ATOM_INDEX, representative_atoms, split_features
+
+    one_hot = torch.zeros(2, 5, 9)
+    for b, token, atom in ((0, 0, 3), (0, 1, 8), (0, 3, 0), (1, 2, 5), (1, 4, 1)):
+        one_hot[b, token, atom] = 1  # tokens without a representative atom: zero rows
+    x = torch.randn(2, 9, 3, generator=torch.Generator().manual_seed(0))
+    split = split_features({"token_to_rep_atom": one_hot}, "cpu")
+    assert list(split) == [REP_ATOM_INDEX]
+    for feats in ({"token_to_rep_atom": one_hot}, split):
+        assert torch.equal(representative_atoms(feats, x), torch.bmm(one_hot, x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            want = torch.bmm(one_hot, x)
+            got = representative_atoms(feats, x).to(compute_dtype(x))
+        assert got.dtype == want.dtype == torch.bfloat16 and torch.equal(got, want)
