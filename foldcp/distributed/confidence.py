@@ -38,7 +38,9 @@ class DistConfidence(nn.Module):
 
     def forward(self, s_inputs, s, z_block, x_pred, feats, pdistogram_block, layout: Layout) -> dict:
         """One sample. s_inputs, s: [1, N, C] whole (unpadded); z_block, pdistogram_block
-        ([.., bins] of distogram 0): my blocks; x_pred: [1, atoms, 3]."""
+        ([.., bins] of distogram 0): my blocks — z_block may be a function returning it (a
+        block brought back from host memory then lives only until its norm is taken);
+        x_pred: [1, atoms, 3]."""
         m = self.serial
         n = s.shape[1]
         rows, cols = layout.rows, layout.cols
@@ -47,7 +49,7 @@ class DistConfidence(nn.Module):
             s = m.s_norm(s)
         if m.add_s_input_to_s:
             s = s + m.s_input_to_s(s_inputs)
-        z = m.z_norm(z_block)
+        z = m.z_norm(z_block() if callable(z_block) else z_block)
         if m.add_z_input_to_z:
             z = add_pair_input_features(m, z, feats, layout)
         s_inputs = layout.pad_single(s_inputs)

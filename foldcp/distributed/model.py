@@ -14,7 +14,7 @@ import torch
 from foldcp.distributed.confidence import DistConfidence
 from foldcp.distributed.diffusion import sample_structure
 from foldcp.distributed.layout import Layout
-from foldcp.distributed.trunk import DistTrunk
+from foldcp.distributed.trunk import DistTrunk, short_of_memory
 
 
 class DistBoltz2:
@@ -24,6 +24,12 @@ class DistBoltz2:
         self.cuda_graphs = cuda_graphs
         self.trunk = DistTrunk(model)
         self.confidence = DistConfidence(model.confidence_module)
+        self.force_confidence_z_to_host: bool | None = None  # None: decided by free memory
+
+    def confidence_z_to_host(self, z: torch.Tensor) -> bool:
+        if self.force_confidence_z_to_host is not None:
+            return self.force_confidence_z_to_host
+        return short_of_memory(z)
 
     def predict(self, feats: dict, layout: Layout, recycling_steps: int, sampling_steps: int,
                 diffusion_samples: int, max_parallel_samples: int | None = None) -> dict:
@@ -38,8 +44,15 @@ class DistBoltz2:
             # Every rank computed the same coordinates; make them bitwise equal anyway, so a
             # non-deterministic kernel cannot leave the ranks' confidence blocks inconsistent.
             torch.distributed.broadcast(coords, layout.grid.rank_of(0, 0))
+        z_trunk = trunk.z
+        if self.confidence_z_to_host(z_trunk):
+            # each sample's confidence makes its own z from the trunk's; where the GPU is short
+            # the trunk's waits in host memory and comes back for each sample (same values)
+            held, device = z_trunk.to("cpu", copy=True), z_trunk.device
+            trunk.z = z_trunk = None
+            z_trunk = lambda: held.to(device)  # noqa: E731
         per_sample = [
-            self.confidence(s_inputs, s, trunk.z, coords[k : k + 1], feats,
+            self.confidence(s_inputs, s, z_trunk, coords[k : k + 1], feats,
                             trunk.pdistogram[:, :, :, 0], layout)
             for k in range(diffusion_samples)
         ]

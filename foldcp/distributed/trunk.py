@@ -81,10 +81,6 @@ class DistTrunk(nn.Module):
             s, z = self.pairformer(s, z, mask, pair_mask, layout, consume_z=True)  # z is fresh
         return TrunkOutput(s_inputs, s, z, self.distogram(z, layout))
 
-    # Hold the MSA module's input in host memory when free GPU memory is below this many z
-    # blocks: the module's own z and its pair stack's transients (~1.5 z) come on top of it.
-    HOST_INPUT_BELOW_FREE_Z = 3.5
-
     def msa_stage(self, z: torch.Tensor, s_inputs: torch.Tensor, feats: dict,
                   pair_mask: torch.Tensor, layout: Layout) -> torch.Tensor:
         """z + msa_module(z). The module makes its own z from the input, which must outlive
@@ -101,8 +97,19 @@ class DistTrunk(nn.Module):
         """Whether msa_stage keeps its input in host memory (`force_input_to_host`: tests)."""
         if self.force_input_to_host is not None:
             return self.force_input_to_host
-        if z.device.type != "cuda":
-            return False
-        free, _ = torch.cuda.mem_get_info(z.device)
-        free += torch.cuda.memory_reserved(z.device) - torch.cuda.memory_allocated(z.device)
-        return free < self.HOST_INPUT_BELOW_FREE_Z * z.numel() * z.element_size()
+        return short_of_memory(z)
+
+
+# Hold a pair block in host memory while a stage runs when free GPU memory is below this many
+# such blocks: the stage's own z and its pair stack's transients (~1.5 z) come on top of it.
+HOST_BELOW_FREE_Z = 3.5
+
+
+def short_of_memory(z: torch.Tensor) -> bool:
+    """Whether the GPU holding z has less free memory (the caching allocator's reusable
+    blocks included) than HOST_BELOW_FREE_Z blocks of z's size; False off GPUs."""
+    if z.device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(z.device)
+    free += torch.cuda.memory_reserved(z.device) - torch.cuda.memory_allocated(z.device)
+    return free < HOST_BELOW_FREE_Z * z.numel() * z.element_size()
