@@ -29,7 +29,7 @@ class DistBoltz2:
     def confidence_z_to_host(self, z: torch.Tensor) -> bool:
         if self.force_confidence_z_to_host is not None:
             return self.force_confidence_z_to_host
-        return short_of_memory(z)
+        return short_of_memory(z.numel() * z.element_size(), z.device)
 
     def predict(self, feats: dict, layout: Layout, recycling_steps: int, sampling_steps: int,
                 diffusion_samples: int, max_parallel_samples: int | None = None) -> dict:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from foldcp.distributed.atom_transformer import DistAtomTransformer
-from foldcp.distributed.layout import Layout, row_chunks, strip_rows
+from foldcp.distributed.layout import Layout, assemble_rows, row_chunks, strip_rows
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
@@ -40,6 +40,7 @@ class DistTrunk(nn.Module):
         self.pairformer = DistPairformerModule(model.pairformer_module)
         self.distogram = DistDistogram(model.distogram_module)
         self.force_input_to_host: bool | None = None  # msa_stage: None decides by free memory
+        self.force_recompute_z_init: bool | None = None  # likewise
 
     def forward(self, feats: dict, layout: Layout, recycling_steps: int,
                 s_inputs: torch.Tensor | None = None) -> TrunkOutput:
@@ -56,17 +57,20 @@ class DistTrunk(nn.Module):
                 s_inputs = m.input_embedder(feats)
         s_inputs = layout.pad_single(s_inputs)
         s_init = m.s_init(s_inputs)
-        z_init_rows = self.pair_init.rows(s_inputs, feats, layout)  # recomputed per recycle
+        z_init_rows = self.pair_init.rows(s_inputs, feats, layout)
+        block_rows = layout.rows.stop - layout.rows.start
+        if not self.recompute_z_init(layout, s_inputs):  # room for it: made once and kept
+            z_init = assemble_rows(z_init_rows, block_rows, strip_rows(block_rows))
+            z_init_rows = lambda r0, r1: z_init[:, r0:r1]  # noqa: E731
         mask = layout.pad_single(feats["token_pad_mask"].float())
         pair_mask = mask[:, layout.rows, None] * mask[:, None, layout.cols]
         s = torch.zeros_like(s_init)
         z = None  # zeros of z_init's shape and dtype, made at the first strip
-        block_rows = layout.rows.stop - layout.rows.start
         for _ in range(recycling_steps + 1):
             s = s_init + m.s_recycle(m.s_norm(s))
             # z = z_init + z_recycle(z_norm(z)), in place strip by strip of rows (each strip
-            # reads only itself; z is the loop's own), z_init's strip made afresh: the only
-            # pair block held here is z
+            # reads only itself; z is the loop's own); z_init's strip is the kept block's or,
+            # where memory is short, made afresh — then the only pair block held here is z
             for r0, r1 in row_chunks(block_rows, strip_rows(block_rows)):
                 init = z_init_rows(r0, r1)
                 if z is None:
@@ -97,19 +101,30 @@ class DistTrunk(nn.Module):
         """Whether msa_stage keeps its input in host memory (`force_input_to_host`: tests)."""
         if self.force_input_to_host is not None:
             return self.force_input_to_host
-        return short_of_memory(z)
+        return short_of_memory(z.numel() * z.element_size(), z.device)
+
+    def recompute_z_init(self, layout: Layout, s_inputs: torch.Tensor) -> bool:
+        """Whether z_init's strips are made afresh at each recycle rather than kept as a
+        block (`force_recompute_z_init`: tests): where free memory is under
+        KEEP_Z_INIT_FREE_Z blocks — z_init, z and the MSA stage's 2.5 z beside them."""
+        if self.force_recompute_z_init is not None:
+            return self.force_recompute_z_init
+        block = (layout.rows.stop - layout.rows.start) * (layout.cols.stop - layout.cols.start)
+        z_bytes = s_inputs.shape[0] * block * self.model.z_init_1.out_features * 4  # float32
+        return short_of_memory(z_bytes, s_inputs.device, KEEP_Z_INIT_FREE_Z)
 
 
 # Hold a pair block in host memory while a stage runs when free GPU memory is below this many
 # such blocks: the stage's own z and its pair stack's transients (~1.5 z) come on top of it.
 HOST_BELOW_FREE_Z = 3.5
+KEEP_Z_INIT_FREE_Z = 6.0  # see DistTrunk.recompute_z_init
 
 
-def short_of_memory(z: torch.Tensor) -> bool:
-    """Whether the GPU holding z has less free memory (the caching allocator's reusable
-    blocks included) than HOST_BELOW_FREE_Z blocks of z's size; False off GPUs."""
-    if z.device.type != "cuda":
+def short_of_memory(z_bytes: int, device: torch.device, blocks: float = HOST_BELOW_FREE_Z) -> bool:
+    """Whether `device` has less free memory (the caching allocator's reusable blocks
+    included) than `blocks` pair blocks of z_bytes each; False off GPUs."""
+    if device.type != "cuda":
         return False
-    free, _ = torch.cuda.mem_get_info(z.device)
-    free += torch.cuda.memory_reserved(z.device) - torch.cuda.memory_allocated(z.device)
-    return free < HOST_BELOW_FREE_Z * z.numel() * z.element_size()
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return free < blocks * z_bytes

@@ -165,6 +165,7 @@ def _trunk_float64(grid, model, feats, input_to_host=None):
         want_s, want_z, want_d = serial_trunk(model, feats, s_inputs, recycling_steps=1)
         trunk = DistTrunk(model)
         trunk.force_input_to_host = input_to_host  # True: the MSA stage's input held aside
+        trunk.force_recompute_z_init = input_to_host  # and z_init made afresh each recycle
         got = trunk(feats, layout, recycling_steps=1, s_inputs=s_inputs)
     tight = dict(rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(got.s[:, :n], want_s, **tight)
@@ -192,7 +193,8 @@ def _trunk_vs_boltz_forward(grid, model, feats):
                                                       (2, 1, True)])
 def test_trunk_float64(model_and_feats, rows, cols, input_to_host):
     """input_to_host: the MSA module's input waits in host memory and the module takes z
-    over (what a GPU short of memory does) — the same trunk."""
+    over, and z_init's strips are made afresh at each recycle (what a GPU short of memory
+    does) — the same trunk."""
     model, feats = model_and_feats
     run_on_grid(rows, cols, _trunk_float64, model, with_random_msa(feats, 4, seed=5), input_to_host)
 
