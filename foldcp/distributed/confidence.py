@@ -57,7 +57,8 @@ class DistConfidence(nn.Module):
         z += m.s_to_z(s_inputs)[:, rows, None, :]
         z += m.s_to_z_transpose(s_inputs)[:, None, cols, :]
         # Boltz's bmm with the one-hot map; under autocast that bmm returns the compute dtype
-        rep = representative_atoms(feats, x_pred.float()).to(compute_dtype(x_pred.float()))
+        x = x_pred.float()
+        rep = representative_atoms(feats, x).to(compute_dtype(x))
         rep = layout.pad_single(rep)
         d = torch.cdist(rep[:, rows], rep[:, cols])  # [1, |R_p|, |C_q|]
         # per-pair terms strip by strip of rows: no whole-block transient

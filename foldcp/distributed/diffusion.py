@@ -27,7 +27,7 @@ from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout, assemble_rows, strip_rows
-from foldcp.distributed.pair_init import relative_position_rows
+from foldcp.distributed.pair_init import one_hot_index, relative_position_rows
 from foldcp.distributed.swap import swapped
 
 
@@ -85,12 +85,6 @@ class ShardedPairBias:
         if self.cached is not None:
             return self.cached[index].float()
         return self._project(index).float()
-
-
-def _atom_token_index(atom_to_token: torch.Tensor) -> torch.Tensor:
-    """Token of each atom from the one-hot atom_to_token [B, M, N]; -1 for padding atoms."""
-    index = atom_to_token.argmax(dim=-1)
-    return torch.where(atom_to_token.sum(dim=-1) > 0, index, torch.full_like(index, -1))
 
 
 class DistDiffusionConditioning(nn.Module):
@@ -170,7 +164,7 @@ class DistDiffusionConditioning(nn.Module):
         batch, atoms, _ = atom_to_token.shape
         width, keys = enc.atoms_per_window_queries, enc.atoms_per_window_keys
         windows = atoms // width
-        token = _atom_token_index(atom_to_token).double().unsqueeze(-1)
+        token = one_hot_index(atom_to_token).double().unsqueeze(-1)  # -1: padding atom
         token_q = token.view(batch, windows, width, 1).long()
 
         def to_keys(x):  # Boltz's window gather, in float64: token indices stay exact

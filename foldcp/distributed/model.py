@@ -49,8 +49,8 @@ class DistBoltz2:
             # each sample's confidence makes its own z from the trunk's; where the GPU is short
             # the trunk's waits in host memory and comes back for each sample (same values)
             held, device = z_trunk.to("cpu", copy=True), z_trunk.device
-            trunk.z = z_trunk = None
-            z_trunk = lambda: held.to(device)  # noqa: E731
+            trunk.z = None
+            z_trunk = lambda: held.to(device)  # noqa: E731  (the GPU block's last reference)
         per_sample = [
             self.confidence(s_inputs, s, z_trunk, coords[k : k + 1], feats,
                             trunk.pdistogram[:, :, :, 0], layout)

@@ -33,11 +33,10 @@ UNUSED_FEATURES = ("disto_target", "r_set_to_rep_atom", "token_to_center_atom")
 REL_POS_FEATURES = ("asym_id", "residue_index", "entity_id", "token_index", "sym_id", "cyclic_period")
 
 
-def pair_feature_block(feats: dict, layout: Layout, device=None) -> dict:
-    """The pair-shaped input features cut to this rank's block (padded tokens = zeros) and
-    moved to `device`: the whole N×N features may stay in host memory (see split_features)."""
-    return {key: layout.shard_pair(feats[key]).to(device or feats[key].device)
-            for key in PAIR_FEATURES if key in feats}
+def pair_feature_block(feats: dict, layout: Layout) -> dict:
+    """The pair-shaped input features cut to this rank's block (padded tokens = zeros), where
+    the features are: the whole N×N features may stay in host memory (see split_features)."""
+    return {key: layout.shard_pair(feats[key]) for key in PAIR_FEATURES if key in feats}
 
 
 def split_features(feats: dict, device) -> dict:
@@ -48,7 +47,7 @@ def split_features(feats: dict, device) -> dict:
         if key in UNUSED_FEATURES:
             continue
         if key == "token_to_rep_atom":  # [B, N, atoms] one-hot → its index (4.6 GB → 0.1 MB)
-            out[REP_ATOM_INDEX] = rep_atom_index(value).to(device)
+            out[REP_ATOM_INDEX] = one_hot_index(value).to(device)
             continue
         out[key] = value if (key in PAIR_FEATURES or not torch.is_tensor(value)) else value.to(device)
     return out
@@ -57,18 +56,18 @@ def split_features(feats: dict, device) -> dict:
 REP_ATOM_INDEX = "token_to_rep_atom_index"  # [B, N]: each token's representative atom, -1: none
 
 
-def rep_atom_index(token_to_rep_atom: torch.Tensor) -> torch.Tensor:
-    """The one-hot token → representative-atom map [B, N, atoms] as indices [B, N] (-1 for
-    a token without one, a zero row)."""
-    index = token_to_rep_atom.argmax(dim=-1)
-    return torch.where(token_to_rep_atom.sum(dim=-1) > 0, index, torch.full_like(index, -1))
+def one_hot_index(one_hot: torch.Tensor) -> torch.Tensor:
+    """A one-hot map [B, P, Q] (token → representative atom, atom → token) as indices
+    [B, P]; -1 for a zero row (a token without one, a padding atom)."""
+    index = one_hot.argmax(dim=-1)
+    return torch.where(one_hot.sum(dim=-1) > 0, index, torch.full_like(index, -1))
 
 
 def representative_atoms(feats: dict, x: torch.Tensor) -> torch.Tensor:
     """bmm(token_to_rep_atom, x) — [B, N, 3] coordinates of each token's representative atom
     (zeros where none) — from the index split_features keeps, or from the one-hot map."""
     index = feats[REP_ATOM_INDEX] if REP_ATOM_INDEX in feats else \
-        rep_atom_index(feats["token_to_rep_atom"])
+        one_hot_index(feats["token_to_rep_atom"])
     picked = torch.gather(x, 1, index.clamp(min=0).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
     return picked * (index >= 0).unsqueeze(-1).to(x.dtype)
 
@@ -141,8 +140,9 @@ class DistPairInit(nn.Module):
 
     def rows(self, s_inputs: torch.Tensor, feats: dict, layout: Layout):
         """fn(r0, r1) → rows r0:r1 of my z_init block [B, r1 - r0, |C_q|, C_z], computed anew
-        at each call: the trunk adds them into z strip by strip at every recycle rather than
-        keep a whole z_init block (z's size: float32, 18 GiB at 6,000 tokens on one GPU)."""
+        at each call: where memory is short the trunk adds them into z strip by strip at
+        every recycle rather than keep a whole z_init block (z's size: float32, 18 GiB at
+        6,000 tokens on one GPU)."""
         m = self.model
         left = m.z_init_1(s_inputs)[:, layout.rows]  # [B, |R_p|, C_z]
         right = m.z_init_2(s_inputs)[:, None, layout.cols]  # [B, 1, |C_q|, C_z]

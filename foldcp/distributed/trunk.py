@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from foldcp.distributed.atom_transformer import DistAtomTransformer
-from foldcp.distributed.layout import Layout, assemble_rows, row_chunks, strip_rows
+from foldcp.distributed.layout import Layout, row_chunks, strip_rows
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
@@ -57,10 +57,11 @@ class DistTrunk(nn.Module):
                 s_inputs = m.input_embedder(feats)
         s_inputs = layout.pad_single(s_inputs)
         s_init = m.s_init(s_inputs)
-        z_init_rows = self.pair_init.rows(s_inputs, feats, layout)
         block_rows = layout.rows.stop - layout.rows.start
-        if not self.recompute_z_init(layout, s_inputs):  # room for it: made once and kept
-            z_init = assemble_rows(z_init_rows, block_rows, strip_rows(block_rows))
+        if self.recompute_z_init(layout, s_inputs):
+            z_init_rows = self.pair_init.rows(s_inputs, feats, layout)
+        else:  # room for it: made once and kept
+            z_init = self.pair_init(s_inputs, feats, layout)
             z_init_rows = lambda r0, r1: z_init[:, r0:r1]  # noqa: E731
         mask = layout.pad_single(feats["token_pad_mask"].float())
         pair_mask = mask[:, layout.rows, None] * mask[:, None, layout.cols]
