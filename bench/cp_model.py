@@ -220,7 +220,8 @@ def _commit() -> str:
 def _innermost_foldcp_frames(error: BaseException) -> list[str]:
     import traceback
     frames = traceback.extract_tb(error.__traceback__)
-    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames][-6:]
+    ours = [f for f in frames if "/foldcp/" in f.filename or "/boltz/" in f.filename]
+    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in ours[-6:] + frames[-1:]]
 
 
 if __name__ == "__main__":

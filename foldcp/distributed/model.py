@@ -34,6 +34,7 @@ class DistBoltz2:
     def predict(self, feats: dict, layout: Layout, recycling_steps: int, sampling_steps: int,
                 diffusion_samples: int, max_parallel_samples: int | None = None) -> dict:
         n = feats["token_pad_mask"].shape[1]
+        create_solver_handle(feats["token_pad_mask"].device)
         trunk = self.trunk(feats, layout, recycling_steps)
         s_inputs, s = trunk.s_inputs[:, :n], trunk.s[:, :n]
         structure = sample_structure(self.model, s, s_inputs, trunk.z, feats, layout,
@@ -66,3 +67,13 @@ class DistBoltz2:
             else:
                 out[key] = torch.cat([p[key] for p in per_sample], dim=0)
         return out
+
+
+def create_solver_handle(device: torch.device) -> None:
+    """Make this thread's cuSOLVER handle now, while the GPU has free memory.
+
+    The diffusion's rigid alignment takes an SVD; cuSOLVER allocates its handle outside
+    PyTorch's cache on the first one, and by then the cache can hold every free byte (8,500
+    tokens on 1×2 failed there with CUSOLVER_STATUS_INTERNAL_ERROR after the trunk fit)."""
+    if device.type == "cuda":
+        torch.linalg.svd(torch.eye(3, device=device))
