@@ -40,7 +40,7 @@ def stub_rdkit() -> None:
 
 def main() -> None:
     if os.environ.get("DUMP_TRACEBACK_AFTER_S"):  # where a run that seems stuck is
-        faulthandler.dump_traceback_later(float(os.environ["DUMP_TRACEBACK_AFTER_S"]))
+        faulthandler.dump_traceback_later(float(os.environ["DUMP_TRACEBACK_AFTER_S"]), repeat=True)
     stub_rdkit()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from boltz.model.models.boltz2 import Boltz2
@@ -129,6 +129,9 @@ def main() -> None:
             sync(); t0 = time.perf_counter()
             result = fn(*a, **k)
             sync(); phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 3)
+            if grid.rank == 0:  # progress of runs that may meet the device's time limit
+                print(f"phase {name} {time.perf_counter() - t0:.1f} s, "
+                      f"{time.perf_counter() - started:.1f} s since start", flush=True)
             if os.environ.get("CHECK_FINITE"):  # which phase first makes a non-finite value
                 values = vars(result) if hasattr(result, "__dict__") else result
                 tensors = values.items() if isinstance(values, dict) else [(name, values)]
