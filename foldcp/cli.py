@@ -70,8 +70,9 @@ def _retry_exit(table, args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from foldcp.runner.predict import run_batch
+    from foldcp.runner.predict import run_batch, use_expandable_segments
 
+    use_expandable_segments()
     config = _config(args.config)
     if args.checkpoint:
         config["model"]["checkpoint"] = args.checkpoint

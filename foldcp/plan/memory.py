@@ -1,21 +1,34 @@
 """Per-GPU memory model used to choose a complex's GPU grid.
 
-    GiB per GPU = fixed_gib + pair_gib_per_ktoken2 · (N / 1000)² / P · (cp_overhead if P > 1)
+    GiB per GPU = fixed_gib + replicated_gib_per_ktoken2 · (N/1000)²
+                            + pair_gib_per_ktoken2 · (N/1000)² / P
 
-N = tokens, P = GPUs in the grid. The N² term is the pair representation and its transients,
-which context parallelism splits P ways; `cp_overhead` covers communication buffers.
+N = tokens, P = GPUs in the grid. The last term is the pair representation and its
+transients, which context parallelism splits P ways; the middle one the whole-complex
+token × atom map every GPU holds (atom_to_token, float32, ~8 atoms per token: 32 bytes per
+token pair = 0.03 GiB per (1000 tokens)²).
 
-Defaults are calibrated on H100 80GB from foldcp's own full-inference peaks (bench/RESULTS.md,
-third session; `tests/unit/test_memory_calibration.py` checks them against the recorded rows):
-1,000 tokens on 1 GPU 5.96 GiB and on 1×2 3.97 GiB (before the diffusion bias cache, which
-adds N²·384·2 bytes / P: ~0.72 GiB per (1000 tokens)²), 3,605 tokens × 5 samples on 2×2
-17.58 GiB → ~1.9 + 4.8·(N/1000)²/P with no measurable CP overhead; rounded up to 2.0 + 4.9
-and 1.05. The model is per token count, so the same coefficients hold on an H200 (141 GB): only
-`gpu_memory_gib` changes.
+It is the memory a complex NEEDS. foldcp takes more where the GPU has it free — the diffusion
+token transformer's per-layer pair biases are kept (24 layers × 16 heads × 2 bytes per pair,
+0.72 GiB per (1000 tokens)² / P) only while they take under half the free memory; the
+trunk's z_init, the MSA module's input and the trunk's z during confidence stay on the GPU
+only while it has room — so peaks measured far below capacity sit above this model by up to
+those caches, and peaks measured at capacity sit just under it.
 
-`boltz_pair_gib_per_ktoken2` is stock Boltz-2 on one GPU (../shared/notes/anchors.md: 10.1 GiB
-at 1,000 tokens, 34.5 at 2,000, 52.8 at 2,500 → 1.97 + 8.13·(N/1000)²), used when the runner
-decides whether Boltz's own forward fits (runner/predict.py `single_gpu_engine`).
+Defaults are calibrated on H100 80GB from foldcp's own peaks at capacity (bench/RESULTS.md,
+sixth session; `tests/unit/test_memory_calibration.py` checks them against the recorded
+rows): 6,000 tokens on one GPU 71.95 GiB and 12,000 tokens on 2×2 74.8 GiB per GPU (every
+stage at full size: the probes run 2 of the 64 Pairformer blocks, each of which has the same
+peak). Both at 36 M pairs per GPU; their difference is the replicated term (0.0264 GiB per
+(1000 tokens)² measured, 0.0298 computed), and with fixed_gib 2.0 (the weights, 1.9 GiB)
+the pair term is 1.91 → rounded up to 1.95.
+
+The model is per token count, so it holds on any card; only the usable memory differs
+(`GPU_KINDS`). `boltz_pair_gib_per_ktoken2` is stock Boltz-2 on one GPU
+(../shared/notes/anchors.md: 10.1 GiB at 1,000 tokens, 34.5 at 2,000, 52.8 at 2,500 fit
+1.97 + 8.13·(N/1000)²; at 3,000 it ran out of memory with 70.8 GiB allocated asking for 8.6
+more, so 8.6 — an upper bound through 3,000 tokens), used when the runner decides whether
+Boltz's own forward fits (runner/predict.py `single_gpu_engine`).
 """
 
 from __future__ import annotations
@@ -23,19 +36,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# Usable memory of one GPU as CUDA reports it (torch.cuda.get_device_properties().total_memory),
+# GiB. H100 80GB HBM3: 79.18 measured (bench/results); H200 141GB: the device tool's figure,
+# not yet measured by foldcp.
+GPU_KINDS = {"h100-80gb": 79.18, "h200-141gb": 139.0}
+
+
+def gpu_memory_gib(plan_config: dict) -> float:
+    """`plan.gpu_memory_gib` where set, else the usable memory of `plan.gpu_kind`."""
+    if plan_config.get("gpu_memory_gib") is not None:
+        return float(plan_config["gpu_memory_gib"])
+    kind = plan_config.get("gpu_kind", "h100-80gb")
+    if kind not in GPU_KINDS:
+        raise ValueError(f"plan.gpu_kind {kind!r}: known kinds are {', '.join(GPU_KINDS)}; "
+                         "or set plan.gpu_memory_gib")
+    return GPU_KINDS[kind]
+
+
+def memory_budget_gib(plan_config: dict) -> float:
+    """GiB per GPU the model may plan for: the usable memory less the safety margin (which
+    covers what PyTorch does not allocate: CUDA context, NCCL and cuBLAS buffers, 0.7 GiB on
+    one GPU and 2.2 GiB per GPU on a 2×2 grid measured)."""
+    return gpu_memory_gib(plan_config) * (1.0 - plan_config["safety_margin"])
+
+
 @dataclass(frozen=True)
 class MemoryModel:
     fixed_gib: float = 2.0
-    pair_gib_per_ktoken2: float = 4.9
-    cp_overhead: float = 1.05
-    boltz_pair_gib_per_ktoken2: float = 8.13
+    replicated_gib_per_ktoken2: float = 0.03
+    pair_gib_per_ktoken2: float = 1.95
+    boltz_pair_gib_per_ktoken2: float = 8.6
 
     def gib_per_gpu(self, tokens: int, gpus: int) -> float:
         """foldcp's context-parallel model on `gpus` GPUs (a 1×1 grid for one)."""
-        pair = self.pair_gib_per_ktoken2 * (tokens / 1000.0) ** 2 / gpus
-        if gpus > 1:
-            pair *= self.cp_overhead
-        return self.fixed_gib + pair
+        ktokens2 = (tokens / 1000.0) ** 2
+        return (self.fixed_gib + self.replicated_gib_per_ktoken2 * ktokens2
+                + self.pair_gib_per_ktoken2 * ktokens2 / gpus)
 
     def boltz_gib(self, tokens: int) -> float:
         """Stock Boltz2.forward on one GPU."""

@@ -23,7 +23,7 @@ import pandas as pd
 from foldcp.inputs import Complex, Protein, load_candidates, read_fasta
 from foldcp.io import write_parquet
 from foldcp.plan.batching import pack_batches
-from foldcp.plan.memory import MemoryModel, choose_grid
+from foldcp.plan.memory import MemoryModel, choose_grid, gpu_memory_gib
 
 PLAN_COLUMNS = [
     "complex_id", "chains", "proteins", "num_chains", "tokens", "grid", "est_gib_per_gpu",
@@ -53,7 +53,7 @@ def build_plan(
     for complex_ in complexes:
         tokens = complex_.tokens(proteins)
         choice = choose_grid(
-            tokens, plan_config["grids"], model, plan_config["gpu_memory_gib"],
+            tokens, plan_config["grids"], model, gpu_memory_gib(plan_config),
             plan_config["safety_margin"],
         )
         if choice.gpus is None:

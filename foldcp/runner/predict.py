@@ -48,7 +48,7 @@ from foldcp.errors import OutputError
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
-from foldcp.plan.memory import MemoryModel
+from foldcp.plan.memory import MemoryModel, memory_budget_gib
 from foldcp.runner.featurize import featurize
 from foldcp.runner.outputs import (
     clear_unfinished,
@@ -95,6 +95,14 @@ def pick_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+def use_expandable_segments() -> None:
+    """Let PyTorch's caching allocator grow segments in place (unless the user configured it):
+    at capacity the default allocator left 7 GiB reserved but unusable at 6,000 tokens on one
+    H100 and ran out of memory; the planner's memory model was measured with this setting
+    (bench/RESULTS.md). Takes effect when CUDA is first used, so call it before that."""
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -115,8 +123,7 @@ def single_gpu_engine(setting: str, tokens: int, device: torch.device, use_kerne
     if device.type != "cuda":
         return "boltz"
     model = MemoryModel(**plan_settings["memory_model"])
-    budget = plan_settings["gpu_memory_gib"] * (1.0 - plan_settings["safety_margin"])
-    return "boltz" if use_kernels and model.boltz_gib(tokens) <= budget else "foldcp"
+    return "boltz" if use_kernels and model.boltz_gib(tokens) <= memory_budget_gib(plan_settings) else "foldcp"
 
 
 def is_out_of_memory(error: BaseException) -> bool:

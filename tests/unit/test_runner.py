@@ -295,3 +295,24 @@ def test_one_gpu_engines_fold_the_same_structures(screen):
             scale = np.abs(coords["boltz"]).max()
             assert scale > 1.0
             np.testing.assert_allclose(coords["foldcp"], coords["boltz"], atol=max(5e-3, 3e-6 * scale))
+
+
+def test_predict_command_sets_the_allocator_before_cuda(monkeypatch, tmp_path):
+    """`foldcp predict` asks for expandable segments (the memory model was measured with them)
+    before anything touches CUDA, and leaves a user's own allocator setting alone."""
+    from foldcp import cli
+
+    seen = []
+
+    def run_batch(*args, **kwargs):
+        seen.append(__import__("os").environ.get("PYTORCH_CUDA_ALLOC_CONF"))
+        return pd.DataFrame()
+
+    monkeypatch.setattr(predict, "run_batch", run_batch)
+    argv = ["predict", "--config", "config/config.yaml", "--plan", str(tmp_path / "plan.parquet"),
+            "--batch", "g1-00000", "--out", str(tmp_path)]
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    assert cli.main(argv) == 0
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:512")
+    assert cli.main(argv) == 0
+    assert seen == ["expandable_segments:True", "max_split_size_mb:512"]

@@ -65,11 +65,11 @@ def slurm_logs(workspace: Path) -> str:
 def slurm_screen(slurm_cluster, tmp_path_factory, foldcp_cache):
     root = make_workspace(tmp_path_factory.mktemp("slurm-screen"))
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
-    # 1-GiB "GPUs": hemoglobin (287 tokens, 0.91 GiB) fits one, SOD1x2 (308 tokens: 1.04 GiB
-    # on one, 1.57 on two, 0.78 on four) needs 4
+    # 1-GiB "GPUs" with a large replicated term: hemoglobin (289 tokens, 0.97 GiB) fits one,
+    # SOD1x2 (308 tokens: 1.10 GiB on one, 1.02 on two, 0.99 on four) needs 4
     config["plan"].update(grids=[1, 2, 4], gpu_memory_gib=1.0, safety_margin=0.0,
-                          memory_model=dict(fixed_gib=0.0, pair_gib_per_ktoken2=11.0,
-                                            cp_overhead=3.0))
+                          memory_model=dict(fixed_gib=0.0, replicated_gib_per_ktoken2=10.0,
+                                            pair_gib_per_ktoken2=1.6))
     config["slurm"] = {"gpus_per_node": 4, "cpus_per_gpu": 1, "mem_mb_per_gpu": 1000,
                        "runtime_minutes": {"base": 10, "per_1000_tokens_squared": 10, "max": 60}}
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))

@@ -166,7 +166,7 @@ def grid_screens(tmp_path_factory, foldcp_cache):
         "grid1": dict(grids=[1], gpu_memory_gib=1000, safety_margin=0.0),
         # 11 GiB per (1000 tokens)^2 on 1-GiB GPUs: 289 tokens fit one, SOD1x2 (308) needs 4
         "grid4": dict(grids=[1, 4], gpu_memory_gib=1.0, safety_margin=0.0,
-                      memory_model=dict(fixed_gib=0.0, pair_gib_per_ktoken2=11.0, cp_overhead=1.15)),
+                      memory_model=dict(fixed_gib=0.0, pair_gib_per_ktoken2=11.0)),
     }.items():
         root = make_workspace(tmp_path_factory.mktemp(name))
         config = yaml.safe_load((root / "config" / "config.yaml").read_text())
@@ -203,7 +203,7 @@ def test_failed_grid_run_is_recorded_not_lost(tmp_path, foldcp_cache):
     root = make_workspace(tmp_path, known_interactions=None)
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
     config["plan"].update(grids=[1, 4], gpu_memory_gib=1.0, safety_margin=0.0,
-                          memory_model=dict(fixed_gib=0.0, pair_gib_per_ktoken2=11.0, cp_overhead=1.15))
+                          memory_model=dict(fixed_gib=0.0, pair_gib_per_ktoken2=11.0))
     config["model"]["checkpoint"] = str(tmp_path / "missing.ckpt")
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     (root / "pairs.tsv").write_text("chains\nP00441:2\n")
