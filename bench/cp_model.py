@@ -51,6 +51,7 @@ def main() -> None:
     from foldcp.distributed.layout import Layout
     from foldcp.distributed.model import DistBoltz2
     from foldcp.distributed.pair_init import UNUSED_FEATURES, split_features
+    from foldcp.model.sampling_precision import MODES, sampling_precision
     from foldcp.model.weights import randomize_weights
 
     parser = argparse.ArgumentParser()
@@ -69,6 +70,12 @@ def main() -> None:
                              "top GPU ops (is the step launch-bound?) go into the row")
     parser.add_argument("--no-cuda-graphs", action="store_true",
                         help="run the denoising steps eagerly (default: CUDA graphs on 1 GPU)")
+    parser.add_argument("--sampling-precision", nargs="+", default=["float32"], choices=MODES,
+                        help="foldcp's diffusion sampling arithmetic (foldcp/model/sampling_precision.py); "
+                             "several: one foldcp run and row each, in order")
+    parser.add_argument("--serial-sampling-precision", default="float32", choices=MODES,
+                        help="the serial reference's (float32 = stock Boltz-2's): with a different "
+                             "mode than foldcp's, the differences measure that mode's effect")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     grid, device = init_from_env(timeout_s=3 * 3600)  # the others wait while rank 0 runs serial
@@ -97,6 +104,7 @@ def main() -> None:
     row = {"tokens": n, "grid": f"{grid.rows}x{grid.cols}", "recycling": args.recycling,
            "commit": _commit(),
            "steps": args.steps, "samples": args.samples, "pairformer_blocks": args.pairformer_blocks,
+           "serial_sampling_precision": None if args.no_serial else args.serial_sampling_precision,
            "card": torch.cuda.get_device_name(device) if cuda else "cpu"}
     serial = None
     if grid.rank == 0 and not args.no_serial:
@@ -104,7 +112,8 @@ def main() -> None:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         sync(); started = time.perf_counter()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast, \
+                sampling_precision(model.structure_module, args.serial_sampling_precision):
             torch.manual_seed(1)
             serial = model(feats, num_sampling_steps=args.steps, run_confidence_sequentially=True, **run)
         sync()
@@ -118,62 +127,71 @@ def main() -> None:
         dist.barrier()
     feats = split_features(feats_cpu, device)
     layout = Layout.for_tokens(grid, n)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    sync(); started = time.perf_counter()
     import foldcp.distributed.model as dist_model_module
-    phases: dict[str, float] = {}
+    unwrapped_sample_structure = dist_model_module.sample_structure
+    base_row = row
+    for mode in args.sampling_precision:  # a row per mode: same model, inputs and serial
+        row = dict(base_row, sampling_precision=mode)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        sync(); started = time.perf_counter()
+        phases: dict[str, float] = {}
 
-    def timed_phase(name, fn):  # GPU time per phase: trunk, diffusion sampling, confidence
-        def wrapper(*a, **k):
-            sync(); t0 = time.perf_counter()
-            result = fn(*a, **k)
-            sync(); phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 3)
-            if grid.rank == 0:  # progress of runs that may meet the device's time limit
-                print(f"phase {name} {time.perf_counter() - t0:.1f} s, "
-                      f"{time.perf_counter() - started:.1f} s since start", flush=True)
-            if os.environ.get("CHECK_FINITE"):  # which phase first makes a non-finite value
-                values = vars(result) if hasattr(result, "__dict__") else result
-                tensors = values.items() if isinstance(values, dict) else [(name, values)]
-                print("finite", name, {k: bool(torch.isfinite(v).all()) for k, v in tensors
-                                       if torch.is_tensor(v)}, flush=True)
-            return result
-        return wrapper
+        def timed_phase(name, fn):  # GPU time per phase: trunk, diffusion sampling, confidence
+            def wrapper(*a, **k):
+                sync(); t0 = time.perf_counter()
+                result = fn(*a, **k)
+                sync(); phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 3)
+                if grid.rank == 0:  # progress of runs that may meet the device's time limit
+                    print(f"phase {name} {time.perf_counter() - t0:.1f} s, "
+                          f"{time.perf_counter() - started:.1f} s since start", flush=True)
+                if os.environ.get("CHECK_FINITE"):  # which phase first makes a non-finite value
+                    values = vars(result) if hasattr(result, "__dict__") else result
+                    tensors = values.items() if isinstance(values, dict) else [(name, values)]
+                    print("finite", name, {k: bool(torch.isfinite(v).all()) for k, v in tensors
+                                           if torch.is_tensor(v)}, flush=True)
+                return result
+            return wrapper
 
-    dist_model = DistBoltz2(model, cuda_graphs=not args.no_cuda_graphs)
-    row["cuda_graphs"] = not args.no_cuda_graphs
-    dist_model.trunk.forward = timed_phase("trunk", dist_model.trunk.forward)
-    dist_model.confidence.forward = timed_phase("confidence", dist_model.confidence.forward)
-    dist_model_module.sample_structure = timed_phase("diffusion", dist_model_module.sample_structure)
-    row["phases_s"] = phases
-    if args.profile_step:
-        profile_denoising_step(model.structure_module, args.profile_step, row, sync)
-    try:
-        with torch.inference_mode(), autocast:
-            torch.manual_seed(1)
-            out = dist_model.predict(feats, layout, sampling_steps=args.steps, **run)
-        sync()
-    except torch.OutOfMemoryError as error:  # a capacity probe: record where it stopped
-        row.update(oom=True, cp_s=round(time.perf_counter() - started, 2),
-                   cp_peak_gib_per_gpu=round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
-                   error=str(error)[:300], where=_innermost_foldcp_frames(error))
-        emit(row, args.out)
-        raise SystemExit(3)
-    stats = torch.tensor([time.perf_counter() - started,
-                          torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0], device=device)
-    if grid.size > 1:
-        dist.all_reduce(stats, op=dist.ReduceOp.MAX)
-    pae = gather_pair(out["pae_block"][:1, ..., None].float(), grid, layout.n_padded)
-    row["cp_s"], row["cp_peak_gib_per_gpu"] = round(stats[0].item(), 2), round(stats[1].item(), 2)
-    if grid.rank == 0:
-        if serial is not None:
-            diff = lambda a, b: float((a.float() - b.float()).abs().max())  # noqa: E731
-            row["max_abs_coord_diff_A"] = diff(out["sample_atom_coords"], serial["sample_atom_coords"])
-            row["max_abs_plddt_diff"] = diff(out["plddt"], serial["plddt"])
-            row["max_abs_pae_diff_A"] = diff(pae[0, :n, :n, 0], serial["pae"][0])
-            row["ptm"], row["ptm_diff"] = float(serial["ptm"][0]), diff(out["ptm"], serial["ptm"])
-            row["iptm"], row["iptm_diff"] = float(serial["iptm"][0]), diff(out["iptm"], serial["iptm"])
-        emit(row, args.out)
+        dist_model = DistBoltz2(model, cuda_graphs=not args.no_cuda_graphs)
+        row["cuda_graphs"] = not args.no_cuda_graphs
+        dist_model.trunk.forward = timed_phase("trunk", dist_model.trunk.forward)
+        dist_model.confidence.forward = timed_phase("confidence", dist_model.confidence.forward)
+        dist_model_module.sample_structure = timed_phase("diffusion", unwrapped_sample_structure)
+        row["phases_s"] = phases
+        if args.profile_step and mode == args.sampling_precision[0]:
+            profile_denoising_step(model.structure_module, args.profile_step, row, sync)
+        try:
+            with torch.inference_mode(), autocast, \
+                    sampling_precision(model.structure_module, mode):
+                torch.manual_seed(1)
+                out = dist_model.predict(feats, layout, sampling_steps=args.steps, **run)
+            sync()
+        except torch.OutOfMemoryError as error:  # a capacity probe: record where it stopped
+            row.update(oom=True, cp_s=round(time.perf_counter() - started, 2),
+                       cp_peak_gib_per_gpu=round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
+                       error=str(error)[:300], where=_innermost_foldcp_frames(error))
+            emit(row, args.out)
+            raise SystemExit(3)
+        stats = torch.tensor([time.perf_counter() - started,
+                              torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0], device=device)
+        if grid.size > 1:
+            dist.all_reduce(stats, op=dist.ReduceOp.MAX)
+        pae = gather_pair(out["pae_block"][:1, ..., None].float(), grid, layout.n_padded)
+        row["cp_s"], row["cp_peak_gib_per_gpu"] = round(stats[0].item(), 2), round(stats[1].item(), 2)
+        if grid.rank == 0:
+            if serial is not None:
+                diff = lambda a, b: float((a.float() - b.float()).abs().max())  # noqa: E731
+                row["max_abs_coord_diff_A"] = diff(out["sample_atom_coords"], serial["sample_atom_coords"])
+                real = feats_cpu["atom_pad_mask"][0].bool().to(device)  # unaligned: same seed, same frame
+                row["coord_rmsd_A"] = float(
+                    (out["sample_atom_coords"].float() - serial["sample_atom_coords"].float())[:, real]
+                    .square().sum(-1).mean().sqrt())
+                row["max_abs_plddt_diff"] = diff(out["plddt"], serial["plddt"])
+                row["max_abs_pae_diff_A"] = diff(pae[0, :n, :n, 0], serial["pae"][0])
+                row["ptm"], row["ptm_diff"] = float(serial["ptm"][0]), diff(out["ptm"], serial["ptm"])
+                row["iptm"], row["iptm_diff"] = float(serial["iptm"][0]), diff(out["iptm"], serial["iptm"])
+            emit(row, args.out)
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -410,7 +410,7 @@ def print_table(rows: list[dict]) -> None:
 
     stock = {key(r): r for r in rows if r["mode"] == "stock"}
     print(f"{'mode':7} {'done/asked':>10} {'wall s':>9} {'per GPU-h':>10} {'vs stock':>8}  "
-          f"{'timed out':9} card")
+          f"{'timed out':9} {'sampling':8} card")
     for row in rows:
         base = stock.get(key(row))
         ratio = ""
@@ -418,7 +418,8 @@ def print_table(rows: list[dict]) -> None:
             ratio = f"{row['complexes_per_gpu_hour'] / base['complexes_per_gpu_hour']:.2f}x"
         print(f"{row['mode']:7} {row['complexes_with_outputs']:>4}/{row['complexes_requested']:<5} "
               f"{row['wall_s']:>9.1f} {row['complexes_per_gpu_hour'] or 0:>10.1f} {ratio:>8}  "
-              f"{row['timed_out']!s:9} {row['card']}")
+              f"{row['timed_out']!s:9} {row['settings'].get('sampling_precision', 'float32'):8} "
+              f"{row['card']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +515,8 @@ def foldcp_config(inputs_dir: Path, work: Path, args, kernels: bool) -> dict:
                   "precision": "auto", "recycling_steps": args.recycling,
                   "sampling_steps": args.steps, "diffusion_samples": args.samples,
                   "max_parallel_samples": args.max_parallel_samples, "seed": args.seed,
-                  "use_kernels": kernels},
+                  "use_kernels": kernels, "single_gpu": args.single_gpu,
+                  "sampling_precision": args.sampling_precision},
     }
     if args.batch_complexes:
         config["plan"]["batch"]["max_complexes"] = args.batch_complexes
@@ -581,7 +583,8 @@ def cmd_foldcp(args) -> None:
               file=sys.stderr)
         print("\n".join(log.read_text().splitlines()[-25:]), file=sys.stderr)
     settings = settings_of(args, kernels) | {
-        "plan_batch": config["plan"]["batch"], "single_gpu": config["model"]["single_gpu"]}
+        "plan_batch": config["plan"]["batch"], "single_gpu": config["model"]["single_gpu"],
+        "sampling_precision": config["model"]["sampling_precision"]}
     emit(result_row("foldcp", inputs, done, wall, settings, {
         "returncode": max((s["returncode"] or 0 for s in steps), key=abs),
         "timed_out": any(s["timed_out"] for s in steps), "time_limit_s": args.time_limit,
@@ -638,6 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
         if mode == "foldcp":
             p.add_argument("--batch-complexes", type=int, help="plan.batch.max_complexes")
             p.add_argument("--batch-tokens", type=int, help="plan.batch.max_tokens")
+            p.add_argument("--single-gpu", choices=["auto", "boltz", "foldcp"], default="auto",
+                           help="model.single_gpu: what folds a one-GPU complex")
+            p.add_argument("--sampling-precision", choices=["float32", "tf32", "bf16"],
+                           default="float32",
+                           help="model.sampling_precision (stock is always float32: a row "
+                                "with another mode says so in its settings)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("table", help="print a results file")

@@ -48,6 +48,7 @@ from foldcp.errors import OutputError
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
+from foldcp.model.sampling_precision import sampling_precision
 from foldcp.plan.memory import MemoryModel, memory_budget_gib
 from foldcp.runner.featurize import featurize
 from foldcp.runner.outputs import (
@@ -248,7 +249,8 @@ class BatchPredictor:
             from foldcp.distributed.pair_init import split_features
 
             features = split_features(featurized.features, self.device)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast, sampling_precision(
+                self.model.structure_module, self.settings.get("sampling_precision", "float32")):
             out = self._forward(features, complex_.id, engine)
         if not self.is_writer:
             return None
@@ -281,6 +283,7 @@ class BatchPredictor:
             "settings": {k: self.settings[k] for k in (
                 "recycling_steps", "sampling_steps", "diffusion_samples", "seed")},
             "precision": self.precision,
+            "sampling_precision": self.settings.get("sampling_precision", "float32"),
             "engine": engine if self.grid is None else f"foldcp {self.grid.rows}x{self.grid.cols}",
             "device": str(self.device),
             "grid": f"{self.grid.rows}x{self.grid.cols}" if self.grid else "1x1",

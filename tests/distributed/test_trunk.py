@@ -21,6 +21,7 @@ from foldcp.inputs import make_complex, parse_complex
 from foldcp.inputs.fasta import Protein
 from foldcp.model.checkpoint import resolve_checkpoint
 from foldcp.model.hparams import demo_hparams
+from foldcp.model.sampling_precision import sampling_precision
 from foldcp.model.weights import randomize_weights
 from foldcp.runner.featurize import featurize
 from tests.distributed.harness import keep_float64, run_on_grid
@@ -204,7 +205,12 @@ def test_trunk_matches_boltz2_forward(model_and_feats):
     run_on_grid(2, 2, _trunk_vs_boltz_forward, model, with_random_msa(feats, 3, seed=6))
 
 
-def _structure(grid, model, feats, steps, samples):
+def _structure(grid, model, feats, steps, samples, precision="float32"):
+    with sampling_precision(model.structure_module, precision):
+        return _structure_in_precision(grid, model, feats, steps, samples, precision)
+
+
+def _structure_in_precision(grid, model, feats, steps, samples, precision):
     n = feats["token_pad_mask"].shape[1]
     layout = Layout.for_tokens(grid, n)
     gen = torch.Generator().manual_seed(4)
@@ -231,6 +237,9 @@ def _structure(grid, model, feats, steps, samples):
     # ~2e-4 Å and a 1e-6 relative change of z moves the serial result itself by ~2e-3 Å:
     # allow rounding at that scale (1e-3 Å for coordinates of realistic size).
     diff = float((got - want).abs().max())
+    if precision == "bf16":  # both runs round the score network to bf16, in different orders
+        assert diff <= 3e-2 * scale, (diff, scale)
+        return want, diff / scale
     assert diff <= max(1e-3, 3e-6 * scale), (diff, scale)
     return diff / scale
 
@@ -240,6 +249,26 @@ def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
     model, feats = model_and_feats
     relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
+
+
+def test_structure_sampling_in_bf16_matches_serial_in_bf16(model_and_feats):
+    """model.sampling_precision bf16: CP and serial Boltz under the same mode agree to bf16
+    rounding. On CPU Boltz's float32 islands (its `autocast("cuda", enabled=False)` attention
+    cores) stay under CPU autocast too, so the two runs round differently in more places than
+    on a GPU: ~1e-2 relative after three steps of random weights, against O(1) for a wrong
+    bias or mask. The mode is really on: float32 sampling differs from it."""
+    model, feats = model_and_feats
+    results = run_on_grid(1, 2, _structure, model, feats, 3, 2, "bf16")
+    assert max(relative for _, relative in results) <= 3e-2
+    want_float32 = run_on_grid(1, 1, _structure_reference, model, feats, 3, 2)[0]
+    want_bf16 = results[0][0]
+    assert float((want_bf16 - want_float32).abs().max() / want_float32.abs().max()) > 1e-3
+    assert "sample" not in vars(model.structure_module)  # the class's method again
+
+
+def _structure_reference(grid, model, feats, steps, samples):
+    """Serial float32 coordinates of _structure's inputs."""
+    return _structure_in_precision(grid, model, feats, steps, samples, "bf16")[0]
 
 
 def test_structure_sampling_without_cached_pair_biases(model_and_feats, monkeypatch):

@@ -297,6 +297,26 @@ def test_one_gpu_engines_fold_the_same_structures(screen):
             np.testing.assert_allclose(coords["foldcp"], coords["boltz"], atol=max(5e-3, 3e-6 * scale))
 
 
+def test_sampling_precision_reaches_the_sampling_loop(screen):
+    """`model.sampling_precision: bf16` changes the structures (the switch is applied where
+    the runner folds) and done.json records it; the default is Boltz's float32."""
+    config, root, batch = screen
+    coords = {}
+    for mode in ("float32", "bf16"):
+        config["model"]["sampling_precision"] = mode
+        out = root / f"pred_{mode}"
+        table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
+        assert list(table["status"]) == ["ok"] * 3
+        done = json.loads((out / "pepA__pepB" / "done.json").read_text())
+        assert done["sampling_precision"] == mode
+        coords[mode] = np.array([a.pos.tolist() for r in gemmi.read_structure(
+            str(out / "pepA__pepB" / "model_0.cif"))[0][0] for a in r])
+    assert validate_config({"proteins": "p.fasta", "candidates": {"mode": "all_vs_all"}}
+                           )["model"]["sampling_precision"] == "float32"
+    assert np.isfinite(coords["bf16"]).all()
+    assert np.abs(coords["bf16"] - coords["float32"]).max() > 1e-3
+
+
 def test_predict_command_sets_the_allocator_before_cuda(monkeypatch, tmp_path):
     """`foldcp predict` asks for expandable segments (the memory model was measured with them)
     before anything touches CUDA, and leaves a user's own allocator setting alone."""
