@@ -64,3 +64,19 @@ du -k "$dest"/*.whl | sort -n | awk '{printf "  %8.1f MiB  %s\n", $1 / 1024, $2}
 total=$(du -ck "$dest"/*.whl | tail -n 1 | cut -f 1)
 rdkit=$(du -ck "$dest"/rdkit-*.whl | tail -n 1 | cut -f 1)
 awk -v t="$total" -v r="$rdkit" 'BEGIN { printf "total %.1f MiB (rdkit %.1f MiB, the rest %.1f MiB)\n", t / 1024, r / 1024, (t - r) / 1024 }'
+# The wheels (38 MiB) and cuEquivariance's payload for stock's kernels (28 MiB,
+# ../shared/bench/make_cueq_payload.sh) exceed the device's 64 MiB carry together. With
+# SITE_TARBALL=FILE the wheels are also written installed, as one xz tarball (~22 MiB) without
+# what no predict path reads: rdkit's Contrib (SA/NP score data), type stubs (.pyi,
+# rdkit-stubs) and packages' tests/ folders. On the device: mkdir -p S && tar -xJf FILE -C S.
+if [ -n "${SITE_TARBALL:-}" ]; then
+    site=$(mktemp -d)
+    python3 -m pip install -q --no-deps --no-compile --target "$site" --only-binary=:all: \
+        --python-version 3.12 --implementation cp $plat --platform any "$dest"/*.whl
+    rm -rf "$site"/rdkit/Contrib "$site"/rdkit-stubs "$site"/bin
+    find "$site" -name '*.pyi' -delete
+    find "$site" -type d -name tests -prune -exec rm -rf {} +
+    tar -C "$site" -cf - . | xz -T0 -6 > "$SITE_TARBALL.tmp" && mv "$SITE_TARBALL.tmp" "$SITE_TARBALL"
+    rm -rf "$site"
+    echo "installed site: $SITE_TARBALL ($(du -k "$SITE_TARBALL" | cut -f 1) KiB)"
+fi
