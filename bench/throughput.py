@@ -481,7 +481,11 @@ def cmd_stock(args) -> None:
     log = work / "stock.log"
     started = time.perf_counter()
     deadline = started + args.time_limit if args.time_limit else None
-    run = run_limited(command, log, dict(os.environ), deadline)
+    # `boltz predict` loads the checkpoint through Lightning with torch.load's default, which
+    # is weights_only=True from torch 2.6: it refuses the training_args object this script
+    # stores (AttributeDict). The file is the benchmark's own: allow the full unpickler.
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    run = run_limited(command, log, env, deadline)
     wall = time.perf_counter() - started
     done = stock_done(work, inputs, args.samples)
     if run["returncode"] != 0 and not run["timed_out"]:
