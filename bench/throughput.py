@@ -9,14 +9,18 @@ Device-call recipe (2 GPUs of one host: stock on GPU 0 and foldcp on GPU 1, side
 stopped at the call's remaining time; one 10-minute call). Here, on the CPU machine, once per
 session (/.payload/ is git-ignored, so the wheels travel only when carried):
 
-    bash bench/throughput_payload.sh .payload/tp_whl    # 38 MiB: the wheels the GPU image lacks
+    SITE_TARBALL=.payload/tp-site.tar.xz bash bench/throughput_payload.sh .payload/tp_whl
+    bash ../shared/bench/make_cueq_payload.sh .anchor/.whl_cueq   # stock's kernels (28 MiB)
 
-then one `run` with kind nvidia-h100-x2 (or nvidia-h200-x2), carry [".payload/tp_whl"],
-timeout_s 600:
+then one `run` with kind nvidia-h100-x2 (or nvidia-h200-x2), carry
+[".payload/tp-site.tar.xz", ".anchor/.whl_cueq"], timeout_s 600 (the seventh session's calls,
+bench/RESULTS.md, ran this with --count 16; foldcp with --single-gpu foldcp
+--sampling-precision tf32):
 
     set -u; t0=$(date +%s); site=/tmp/tp-site; w=/tmp/tp; tp="python3 bench/throughput.py"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target $site .payload/tp_whl/*.whl || exit
+    mkdir -p $site && tar -xJf .payload/tp-site.tar.xz -C $site &&
+    tar -xJf .anchor/.whl_cueq/cueq-*.tar.xz -C $site && python3 -m pip install -q --no-index \
+        --no-deps --no-compile --target $site --upgrade .anchor/.whl_cueq/*.whl || exit
     export PYTHONPATH=$PWD:$site PYTHONUNBUFFERED=1; nvidia-smi -L
     $tp make --out $w/in --count 12 --min-tokens 300 --max-tokens 1500 --seed 0
     $tp checkpoint --out $w/full.ckpt --size full --cache $w/cache
@@ -33,13 +37,11 @@ foldcp / stock ratio) with the card and commit of the rows. A row with timed_out
 the complexes finished within its limit (tokens_with_outputs says how much work that was; the
 two sides fold in different orders: foldcp's plan largest first, stock by file). Setup
 (wheels, inputs, the full 506.7M-parameter checkpoint drawn on the GPU, 1.9 GiB) should take
-about a minute; 12 complexes (~10,700 tokens) are expected to fit the rest at the default
-settings (200 steps, 3 recycles, 1 sample: ~23 s per 1,000-token fold on an H100,
-bench/RESULTS.md) — not yet run on a GPU. The issue's ~50 complexes take 4 such calls (seeds
-0-3, or --count 50 with a longer limit where calls allow). The GPU image has no
-cuEquivariance, so both sides run without its kernels (settings.kernels false) unless its
-wheels are carried too (../shared/bench/make_cueq_payload.sh, ~28 MB): stock's strongest
-setting is with them.
+65-90 s; 16 complexes (15,333 tokens) took 446-460 s on an H200 at the default settings (200
+steps, 3 recycles, 1 sample). The issue's ~50 complexes take 3-4 such calls (seeds 0-3, or
+--count 50 with a longer limit where calls allow). The GPU image has no cuEquivariance:
+without its payload carried both sides run without its kernels (settings.kernels false),
+which is not stock's strongest setting.
 
 Subcommands:
   make        random complexes as foldcp inputs (FASTA + pairs table) and Boltz YAMLs
