@@ -186,6 +186,7 @@ class BatchPredictor:
 
         self.canonicals = load_canonicals(self.checkpoint.mol_dir)
         self.checkpoint_sha256 = sha256_of(self.checkpoint.path)
+        self.ahead = None  # FeaturizeAhead, where featurize_ahead() started one
 
     @property
     def is_writer(self) -> bool:
@@ -230,14 +231,41 @@ class BatchPredictor:
         out["pae"] = torch.cat([p[..., 0][:, :n, :n] for p in pae]) if self.is_writer else None
         return out
 
+    def featurize_here(self, complex_, proteins) -> "Featurized":
+        # Seed before featurizing too: parts of Boltz's pipeline draw from global RNGs.
+        seed_everything(self.settings["seed"])
+        return featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals,
+                         self.msa_store, self.msa_settings)
+
+    def featurize_ahead(self, config: dict, msa_dir, complexes: list, proteins) -> None:
+        """Featurize each of `complexes` (in folding order) while the one before it folds
+        (`model.featurize_ahead`; auto: on a GPU, for more than one complex)."""
+        setting = self.settings.get("featurize_ahead", "auto")
+        if setting == "auto":
+            setting = self.device.type == "cuda" and len(complexes) > 1
+        if not setting:
+            return
+        from foldcp.runner.featurize_ahead import FeaturizeAhead
+
+        self.ahead = FeaturizeAhead(
+            lambda complex_: self.featurize_here(complex_, proteins), self.checkpoint.mol_dir,
+            self.msa_settings, msa_dir or Path(config["output_dir"]) / "msa",
+            config["proteins"], self.settings["seed"])
+        self.ahead.schedule(complexes)
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
+            self.ahead = None
+
     def fold(self, complex_, proteins, directory: Path) -> dict | None:
         """Featurize, run Boltz-2 and write all files of one complex; return its manifest
         (None on ranks other than the writer)."""
         started = time.time()
-        # Seed before featurizing too: parts of Boltz's pipeline draw from global RNGs.
-        seed_everything(self.settings["seed"])
-        featurized = featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals,
-                               self.msa_store, self.msa_settings)
+        if self.ahead is not None:
+            featurized = self.ahead.take(complex_)
+        else:
+            featurized = self.featurize_here(complex_, proteins)
         seed_everything(self.settings["seed"])
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
@@ -339,53 +367,65 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     retry = grid_size > plan_grid
     predictor = None
     rows = []
+    work = []  # (complex, its folder, its row if it is not folded now)
     for row in batch.itertuples():
         complex_ = make_complex(parse_complex(row.chains))
         directory = out_dir / complex_.id
+        earlier = read_failure(directory) if retry and not is_done(directory) else None
         if is_done(directory):
-            rows.append(dict(complex_id=complex_.id, status="already_done", error="", runtime_s=0.0))
-            continue
-        earlier = read_failure(directory) if retry else None
-        if earlier and earlier["status"] != "out_of_memory":
+            skipped = dict(complex_id=complex_.id, status="already_done", error="", runtime_s=0.0)
+        elif earlier and earlier["status"] != "out_of_memory":
             # failed for another reason on a smaller grid: more GPUs will not help
-            rows.append(dict(complex_id=complex_.id, status=earlier["status"],
-                             error=earlier["error"], runtime_s=0.0))
-            continue
-        started = time.time()
-        try:
-            if not distributed or rank_from_env() == 0:
-                clear_unfinished(directory)
-            if predictor is None:
-                predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir)
-            predictor.fold(complex_, proteins, directory)
-            rows.append(dict(complex_id=complex_.id, status="ok", error="",
-                             runtime_s=round(time.time() - started, 3)))
-        except OutputError as error:
-            done = sum(r["status"] in ("ok", "already_done") for r in rows)
-            raise OutputError(
-                f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
-                f"complexes finished and kept with their done.json; this one and the rest run "
-                f"when the batch runs again)") from error
-        except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
-            if predictor is None or predictor.grid is not None:
-                # The model could not be loaded (nothing in this batch can run), or a grid
-                # rank failed: the other ranks may be waiting in a collective for this one.
-                # Log where record-failure will find it and end this process; the launcher
-                # stops the rest and the workflow records the failure.
-                rank = rank_from_env() if predictor is None else predictor.grid.rank
-                write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
-                raise
-            status = "out_of_memory" if is_out_of_memory(error) else "failed"
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            message = f"{type(error).__name__}: {error}"[:2000]
-            if status == "out_of_memory":
-                message = f"on {grid_size} GPU(s): {message}"
-            write_text(directory / "error.log", traceback.format_exc())
-            write_failure(directory, status, message, grid_size)
-            rows.append(dict(complex_id=complex_.id, status=status, error=message,
-                             runtime_s=round(time.time() - started, 3)))
-            print(f"[foldcp] {complex_.id}: {status}: {error}", flush=True)
+            skipped = dict(complex_id=complex_.id, status=earlier["status"],
+                           error=earlier["error"], runtime_s=0.0)
+        else:
+            skipped = None
+        work.append((complex_, directory, skipped))
+    to_fold = [complex_ for complex_, _, skipped in work if skipped is None]
+    try:
+        for complex_, directory, skipped in work:
+            if skipped is not None:
+                rows.append(skipped)
+                continue
+            started = time.time()
+            try:
+                if not distributed or rank_from_env() == 0:
+                    clear_unfinished(directory)
+                if predictor is None:
+                    predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir)
+                    predictor.featurize_ahead(config, msa_dir, to_fold, proteins)
+                predictor.fold(complex_, proteins, directory)
+                rows.append(dict(complex_id=complex_.id, status="ok", error="",
+                                 runtime_s=round(time.time() - started, 3)))
+            except OutputError as error:
+                done = sum(r["status"] in ("ok", "already_done") for r in rows)
+                raise OutputError(
+                    f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
+                    f"complexes finished and kept with their done.json; this one and the rest run "
+                    f"when the batch runs again)") from error
+            except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
+                if predictor is None or predictor.grid is not None:
+                    # The model could not be loaded (nothing in this batch can run), or a grid
+                    # rank failed: the other ranks may be waiting in a collective for this one.
+                    # Log where record-failure will find it and end this process; the launcher
+                    # stops the rest and the workflow records the failure.
+                    rank = rank_from_env() if predictor is None else predictor.grid.rank
+                    write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
+                    raise
+                status = "out_of_memory" if is_out_of_memory(error) else "failed"
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                message = f"{type(error).__name__}: {error}"[:2000]
+                if status == "out_of_memory":
+                    message = f"on {grid_size} GPU(s): {message}"
+                write_text(directory / "error.log", traceback.format_exc())
+                write_failure(directory, status, message, grid_size)
+                rows.append(dict(complex_id=complex_.id, status=status, error=message,
+                                 runtime_s=round(time.time() - started, 3)))
+                print(f"[foldcp] {complex_.id}: {status}: {error}", flush=True)
+    finally:
+        if predictor is not None:
+            predictor.close()  # the featurizing worker, where one runs
     if predictor is not None and not predictor.is_writer:
         return pd.DataFrame(columns=STATUS_COLUMNS)
     table = _status_table(rows, batch_id, str(predictor.device) if predictor else "",

@@ -317,6 +317,27 @@ def test_sampling_precision_reaches_the_sampling_loop(screen):
     assert np.abs(coords["bf16"] - coords["float32"]).max() > 1e-3
 
 
+def test_featurizing_ahead_gives_the_same_outputs(screen):
+    """`model.featurize_ahead: true`: the worker process featurizes each next complex while
+    one folds; every file equals the in-process run's (same seeds, same features)."""
+    config, root, batch = screen
+    outputs = {}
+    for ahead in (False, True):
+        config["model"]["featurize_ahead"] = ahead
+        out = root / f"pred_ahead_{ahead}"
+        table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
+        assert list(table["status"]) == ["ok"] * 3
+        outputs[ahead] = out
+    for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
+        for name in ("model_0.cif", "model_1.cif"):
+            assert (outputs[True] / complex_id / name).read_text() == \
+                (outputs[False] / complex_id / name).read_text()
+        for sample in (0, 1):
+            assert np.array_equal(
+                np.load(outputs[True] / complex_id / f"pae_model_{sample}.npz")["pae"],
+                np.load(outputs[False] / complex_id / f"pae_model_{sample}.npz")["pae"])
+
+
 def test_predict_command_sets_the_allocator_before_cuda(monkeypatch, tmp_path):
     """`foldcp predict` asks for expandable segments (the memory model was measured with them)
     before anything touches CUDA, and leaves a user's own allocator setting alone."""

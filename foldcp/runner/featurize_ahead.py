@@ -1,0 +1,104 @@
+"""Featurize the next complex of a batch while the current one folds.
+
+Boltz's featurizer is CPU work of seconds per complex (6-8 s at 1,200 tokens on a 2-core
+machine: atom features and collation, bench/RESULTS.md). Folding one complex after another,
+the GPU waits for it between folds; `boltz predict` hides it in DataLoader workers. Here one
+worker process (spawned: no CUDA state, no GIL shared with the process launching GPU kernels)
+featurizes complex k+1 while complex k folds:
+
+    ahead = FeaturizeAhead(config, msa_dir, seed)       # the worker starts
+    ahead.schedule([c1, c2, c3])                         # the order they will be folded
+    featurized = ahead.take(c1)  # c1 in this process (the worker is starting), c2 submitted
+    featurized = ahead.take(c2)  # c2 from the worker (waits if not ready), c3 submitted
+    ahead.close()
+
+Results equal in-process featurization: the worker seeds the global RNGs with the run's seed
+right before each complex, as the in-process path does (parts of Boltz's pipeline draw from
+them), and featurizes with the same code and residue library. A complex whose featurization
+fails raises its error from `take`, as in-process featurization would; if the worker process
+dies, the rest are featurized in this process (nothing is lost, it is only slower).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_WORKER: dict = {}  # the worker process's residue library, MSA store and settings
+
+
+def _start_worker(mol_dir: str, msa_settings: dict, msa_dir: str | None, proteins_path: str,
+                  seed: int) -> None:
+    from boltz.data.mol import load_canonicals
+
+    from foldcp.inputs import read_fasta
+
+    proteins = read_fasta(proteins_path)
+    store = None
+    if msa_settings["mode"] != "none":
+        from foldcp.msa.assemble import MsaStore
+
+        store = MsaStore(msa_dir, proteins)
+    _WORKER.update(mol_dir=Path(mol_dir), canonicals=load_canonicals(Path(mol_dir)),
+                   msa_settings=msa_settings, store=store, proteins=proteins, seed=seed)
+
+
+def _featurize_in_worker(complex_):
+    from foldcp.runner.featurize import featurize
+    from foldcp.runner.predict import seed_everything
+
+    seed_everything(_WORKER["seed"])
+    return featurize(complex_, _WORKER["proteins"], _WORKER["mol_dir"], _WORKER["canonicals"],
+                     _WORKER["store"], _WORKER["msa_settings"])
+
+
+class FeaturizeAhead:
+    def __init__(self, featurize_here, mol_dir: Path, msa_settings: dict,
+                 msa_dir: str | Path | None, proteins_path: str | Path, seed: int) -> None:
+        """featurize_here(complex_): the in-process featurization (seeded as the worker's)."""
+        self.featurize_here = featurize_here
+        self.pending: dict[str, concurrent.futures.Future] = {}
+        self.order: list = []
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(str(mol_dir), msa_settings, None if msa_dir is None else str(msa_dir),
+                      str(proteins_path), seed))
+
+    def schedule(self, complexes: list) -> None:
+        """The complexes to be folded, in folding order."""
+        self.order = list(complexes)
+
+    def take(self, complex_):
+        """The Featurized of `complex_`; submits the next scheduled complex to the worker."""
+        ids = [c.id for c in self.order]
+        following = self.order[ids.index(complex_.id) + 1] if complex_.id in ids[:-1] else None
+        future = self.pending.pop(complex_.id, None)
+        if following is not None and following.id not in self.pending and self.pool is not None:
+            try:
+                self.pending[following.id] = self.pool.submit(_featurize_in_worker, following)
+            except RuntimeError as error:  # the pool is broken or shut down
+                self._lost(error)
+        if future is None:
+            return self.featurize_here(complex_)
+        try:
+            return future.result()
+        except concurrent.futures.process.BrokenProcessPool as error:
+            self._lost(error)
+            return self.featurize_here(complex_)
+
+    def _lost(self, error: BaseException) -> None:
+        log.warning("the featurizing worker stopped (%s); featurizing in this process", error)
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

@@ -1,0 +1,78 @@
+"""FeaturizeAhead: the next complex is featurized in a worker process; a lost worker costs
+only time (the rest are featurized in this process); a failing complex raises its error."""
+
+import os
+import signal
+
+import pytest
+import torch
+
+from foldcp.inputs import make_complex, parse_complex, read_fasta
+from foldcp.model.checkpoint import resolve_checkpoint
+from foldcp.runner.featurize import featurize
+from foldcp.runner.featurize_ahead import FeaturizeAhead
+from foldcp.runner.predict import seed_everything
+
+FASTA = ">pepA\nMKVLAGWDE\n>pepB\nGSHMQRTY\n>pepC\nPEKRTYLLA\n"
+
+
+@pytest.fixture
+def setting(tmp_path, foldcp_cache):
+    (tmp_path / "p.fasta").write_text(FASTA)
+    proteins = read_fasta(tmp_path / "p.fasta")
+    mol_dir = resolve_checkpoint("demo").mol_dir
+    from boltz.data.mol import load_canonicals
+
+    canonicals = load_canonicals(mol_dir)
+    here = []
+
+    def featurize_here(complex_):
+        here.append(complex_.id)
+        seed_everything(5)
+        return featurize(complex_, proteins, mol_dir, canonicals)
+
+    ahead = FeaturizeAhead(featurize_here, mol_dir, {"mode": "none"}, None,
+                           tmp_path / "p.fasta", seed=5)
+    complexes = [make_complex(parse_complex(spec)) for spec in ("pepA;pepB", "pepC:2", "pepB;pepC")]
+    yield ahead, complexes, featurize_here, here
+    ahead.close()
+
+
+def same(a, b):
+    keys = [k for k, v in a.features.items() if torch.is_tensor(v)]
+    assert keys and keys == [k for k, v in b.features.items() if torch.is_tensor(v)]
+    for key in keys:
+        assert torch.equal(a.features[key], b.features[key]), key
+    assert a.chains == b.chains
+
+
+def test_worker_features_equal_in_process_ones(setting):
+    ahead, complexes, featurize_here, here = setting
+    ahead.schedule(complexes)
+    got = [ahead.take(c) for c in complexes]
+    assert here == [complexes[0].id]  # only the first, while the worker started
+    here.clear()
+    for complex_, featurized in zip(complexes, got):
+        same(featurized, featurize_here(complex_))
+
+
+def test_a_lost_worker_costs_only_time(setting):
+    ahead, complexes, featurize_here, here = setting
+    ahead.schedule(complexes)
+    ahead.take(complexes[0])
+    ahead.take(complexes[1])  # from the worker; complexes[2] is now being featurized there
+    for pid in list(ahead.pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    third = ahead.take(complexes[2])
+    assert here == [complexes[0].id, complexes[2].id] and ahead.pool is None
+    same(third, featurize_here(complexes[2]))
+
+
+def test_a_failing_complex_raises_its_error(setting):
+    ahead, complexes, _, _ = setting
+    bad = make_complex(parse_complex("pepA;pepZ"))  # pepZ is not in the FASTA
+    ahead.schedule([complexes[0], bad, complexes[1]])
+    ahead.take(complexes[0])
+    with pytest.raises(KeyError, match="pepZ"):
+        ahead.take(bad)
+    same(ahead.take(complexes[1]), setting[2](complexes[1]))  # the worker carries on
