@@ -46,6 +46,20 @@ def run(screen):
     return predict.run_batch(config, root / "plan" / "plan.parquet", batch, root / "pred")
 
 
+def run_with(screen, key: str, value):
+    """The screen's batch folded with model.`key` = `value`, into its own folder (returned)."""
+    config, root, batch = screen
+    config["model"][key] = value
+    out = root / f"pred_{key}_{value}"
+    table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
+    assert list(table["status"]) == ["ok"] * 3
+    return out
+
+
+def cif_coords(path) -> np.ndarray:
+    return np.array([a.pos.tolist() for r in gemmi.read_structure(str(path))[0][0] for a in r])
+
+
 def test_batch_writes_complete_outputs_and_resumes(screen):
     config, root, batch = screen
     table = run(screen)
@@ -274,14 +288,7 @@ def test_record_failure_reads_what_this_attempt_left(screen, monkeypatch):
 def test_one_gpu_engines_fold_the_same_structures(screen):
     """`model.single_gpu`: Boltz's own forward and foldcp's model on a 1x1 grid give the same
     structures and PAE for the same seed (the engine is recorded in done.json)."""
-    config, root, batch = screen
-    results = {}
-    for engine in ("boltz", "foldcp"):
-        config["model"]["single_gpu"] = engine
-        out = root / f"pred_{engine}"
-        table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
-        assert list(table["status"]) == ["ok"] * 3
-        results[engine] = out
+    results = {engine: run_with(screen, "single_gpu", engine) for engine in ("boltz", "foldcp")}
     for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
         dirs = {e: results[e] / complex_id for e in results}
         assert {json.loads((d / "done.json").read_text())["engine"] for d in dirs.values()} \
@@ -290,8 +297,7 @@ def test_one_gpu_engines_fold_the_same_structures(screen):
             pae = {e: np.load(d / f"pae_model_{sample}.npz")["pae"] for e, d in dirs.items()}
             assert pae["boltz"].std() > 0.1  # a real PAE map, not a constant
             np.testing.assert_allclose(pae["foldcp"], pae["boltz"], atol=2e-3)
-            coords = {e: np.array([a.pos.tolist() for r in gemmi.read_structure(
-                str(d / f"model_{sample}.cif"))[0][0] for a in r]) for e, d in dirs.items()}
+            coords = {e: cif_coords(d / f"model_{sample}.cif") for e, d in dirs.items()}
             scale = np.abs(coords["boltz"]).max()
             assert scale > 1.0
             np.testing.assert_allclose(coords["foldcp"], coords["boltz"], atol=max(5e-3, 3e-6 * scale))
@@ -300,17 +306,12 @@ def test_one_gpu_engines_fold_the_same_structures(screen):
 def test_sampling_precision_reaches_the_sampling_loop(screen):
     """`model.sampling_precision: bf16` changes the structures (the switch is applied where
     the runner folds) and done.json records it; the default is Boltz's float32."""
-    config, root, batch = screen
     coords = {}
     for mode in ("float32", "bf16"):
-        config["model"]["sampling_precision"] = mode
-        out = root / f"pred_{mode}"
-        table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
-        assert list(table["status"]) == ["ok"] * 3
+        out = run_with(screen, "sampling_precision", mode)
         done = json.loads((out / "pepA__pepB" / "done.json").read_text())
         assert done["sampling_precision"] == mode
-        coords[mode] = np.array([a.pos.tolist() for r in gemmi.read_structure(
-            str(out / "pepA__pepB" / "model_0.cif"))[0][0] for a in r])
+        coords[mode] = cif_coords(out / "pepA__pepB" / "model_0.cif")
     assert validate_config({"proteins": "p.fasta", "candidates": {"mode": "all_vs_all"}}
                            )["model"]["sampling_precision"] == "float32"
     assert np.isfinite(coords["bf16"]).all()
@@ -320,14 +321,7 @@ def test_sampling_precision_reaches_the_sampling_loop(screen):
 def test_featurizing_ahead_gives_the_same_outputs(screen):
     """`model.featurize_ahead: true`: the worker process featurizes each next complex while
     one folds; every file equals the in-process run's (same seeds, same features)."""
-    config, root, batch = screen
-    outputs = {}
-    for ahead in (False, True):
-        config["model"]["featurize_ahead"] = ahead
-        out = root / f"pred_ahead_{ahead}"
-        table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, out)
-        assert list(table["status"]) == ["ok"] * 3
-        outputs[ahead] = out
+    outputs = {ahead: run_with(screen, "featurize_ahead", ahead) for ahead in (False, True)}
     for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
         for name in ("model_0.cif", "model_1.cif"):
             assert (outputs[True] / complex_id / name).read_text() == \
