@@ -76,10 +76,16 @@ def main() -> None:
     parser.add_argument("--serial-sampling-precision", default="float32", choices=MODES,
                         help="the serial reference's (float32 = stock Boltz-2's): with a different "
                              "mode than foldcp's, the differences measure that mode's effect")
+    parser.add_argument("--gpu-memory-gib", type=float, default=None,
+                        help="cap PyTorch's allocations per GPU at this many GiB (a smaller "
+                             "card's capacity on a larger one: 79.18 = an H100 80GB on an H200)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     grid, device = init_from_env(timeout_s=3 * 3600)  # the others wait while rank 0 runs serial
     cuda = device.type == "cuda"
+    if cuda and args.gpu_memory_gib:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_memory_gib * 2**30 / total), device)
     hparams = json.loads((Path(args.inputs) / "hparams.json").read_text())
     torch.manual_seed(0)
     model = Boltz2(**hparams).eval()
@@ -102,7 +108,7 @@ def main() -> None:
             torch.cuda.synchronize(device)
 
     row = {"tokens": n, "grid": f"{grid.rows}x{grid.cols}", "recycling": args.recycling,
-           "commit": _commit(),
+           "commit": _commit(), "gpu_memory_cap_gib": args.gpu_memory_gib,
            "steps": args.steps, "samples": args.samples, "pairformer_blocks": args.pairformer_blocks,
            "serial_sampling_precision": None if args.no_serial else args.serial_sampling_precision,
            "card": torch.cuda.get_device_name(device) if cuda else "cpu"}

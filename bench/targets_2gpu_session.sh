@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The issue-8 runs still open after the seventh session, as device calls on a 2-GPU host
+# (nvidia-h200-x2 or nvidia-h100-x2), each under the 10-minute limit:
+#   PART=a  3,605 tokens × 5 samples, full default, on 1×2 with TF32 sampling (target ≤ 150 s)
+#   PART=b  screening throughput, both sides in one call: stock `boltz predict` (GPU 0) ‖
+#           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1)
+#   PART=c  capacity: 8,500 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
+#           probe of cp_model.py), then on H200 hosts the largest one-GPU size in .payload/cp
+#           (CAPACITY_1GPU, default 8000) uncapped
+# Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
+#   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
+#   c: .payload/whl .payload/cp (features_8500.pt: bench/join_inputs.py) .git-commit
+#   PART=a bash bench/targets_2gpu_session.sh $OUT
+set -u
+out=${1:-bench/out}; mkdir -p "$out"; t0=$(date +%s)
+export PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING=false
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+echo "commit $(cat .git-commit 2>/dev/null || echo unknown) part ${PART:?set PART=a, b or c}"; nvidia-smi -L
+site=/tmp/foldcp-site
+wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+  --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
+run() { # GPUS PORT LIMIT_S OUTNAME ARGS... — one torchrun of cp_model over the listed GPUs
+  local gpus=$1 port=$2 limit=$3 name=$4; shift 4
+  local ranks; ranks=$(echo "$gpus" | tr ',' '\n' | wc -l)
+  CUDA_VISIBLE_DEVICES=$gpus timeout -k 5 "$limit" torchrun --master-port "$port" --nproc-per-node "$ranks" \
+    bench/cp_model.py --inputs .payload/cp --no-serial --out "$out/$name.jsonl" "$@" 2>&1 \
+    | grep "^{\|^phase\|^finite\|Error" | cut -c1-600
+  echo "exit ${PIPESTATUS[0]} (124: the ${limit} s limit) after $(( $(date +%s) - t0 )) s"
+}
+case $PART in
+  a) wheels; run 0,1 29701 560 speed_foldcp --tokens 3605 --samples 5 --recycling 3 --steps 200 \
+       --sampling-precision tf32 ;;
+  b) site=/tmp/tp-site; w=/tmp/tp; tp="python3 bench/throughput.py"
+     mkdir -p $site && tar -xJf .payload/tp-site.tar.xz -C $site &&
+       tar -xJf .anchor/.whl_cueq/cueq-*.tar.xz -C $site && python3 -m pip install -q --no-index \
+       --no-deps --no-compile --target $site --upgrade .anchor/.whl_cueq/*.whl || exit
+     export PYTHONPATH=$PWD:$site
+     $tp make --out $w/in --count 16 --min-tokens 300 --max-tokens 1500 --seed 0 || exit
+     $tp checkpoint --out $w/full.ckpt --size full --cache $w/cache || exit
+     left=$(( 565 - ($(date +%s) - t0) )); echo "setup $(( $(date +%s) - t0 )) s, limit $left s"
+     common="--inputs $w/in --checkpoint $w/full.ckpt --cache $w/cache --time-limit $left"
+     CUDA_VISIBLE_DEVICES=0 $tp stock $common --work $w/stock --out $out/stock.jsonl > $out/stock.txt 2>&1 &
+     CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --work $w/foldcp --out $out/foldcp.jsonl \
+       --single-gpu foldcp --sampling-precision tf32 > $out/foldcp.txt 2>&1 &
+     wait; cat $out/stock.jsonl $out/foldcp.jsonl > $out/throughput.jsonl
+     cp $w/foldcp/predictions/batches/*.parquet $out/ 2>/dev/null  # per-complex runtime_s
+     tail -n 3 $out/stock.txt $out/foldcp.txt; $tp table --out $out/throughput.jsonl ;;
+  c) wheels
+     CHECK_FINITE=1 run 0,1 29701 330 capacity --tokens 8500 --pairformer-blocks 2 --recycling 0 \
+       --steps 2 --gpu-memory-gib 79.18
+     n=${CAPACITY_1GPU:-8000}
+     [ -e .payload/cp/features_$n.pt ] && CHECK_FINITE=1 run 0 29702 $(( 560 - ($(date +%s) - t0) )) \
+       capacity --tokens $n --pairformer-blocks 2 --recycling 0 --steps 2 ;;
+  *) echo "PART must be a, b or c" >&2; exit 2 ;;
+esac
