@@ -33,10 +33,15 @@ _WORKER: dict = {}  # the worker process's residue library, MSA store and settin
 
 def _start_worker(mol_dir: str, msa_settings: dict, msa_dir: str | None, proteins_path: str,
                   seed: int) -> None:
+    import os
+
+    import torch
     from boltz.data.mol import load_canonicals
 
     from foldcp.inputs import read_fasta
 
+    # leave a core to the process that launches the GPU's kernels (a Slurm job may have 2)
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
     proteins = read_fasta(proteins_path)
     store = None
     if msa_settings["mode"] != "none":
