@@ -35,15 +35,20 @@ class DistAttentionPairBias(nn.Module):
         q = m.proj_q(s[:, rows]).view(batch, -1, heads, width)
         k = m.proj_k(k_in[:, cols]).view(batch, -1, heads, width)
         v = m.proj_v(k_in[:, cols]).view(batch, -1, heads, width)
-        bias = m.proj_z(z).repeat_interleave(multiplicity, 0)  # [B·M, H, |R_p|, |C_q|]
+        bias = m.proj_z(z)  # [B, H, |R_p|, |C_q|]: shared by the M samples of a batch entry
         gate = m.proj_g(s[:, rows]).sigmoid()
         with torch.autocast("cuda", enabled=False):  # as Boltz: attention core in float32
-            attn = torch.einsum("bihd,bjhd->bhij", q.float(), k.float())
-            attn = attn / (width**0.5) + bias.float()
-            attn = attn + (1 - mask[:, None, None, cols].float()) * -m.inf
-            attn = attn + layout.padding_bias(cols, s.device, attn.dtype, m.inf)
+            attn = torch.einsum("bihd,bjhd->bhij", q.float(), k.float())  # [B·M, H, I, J]
+            # Boltz's operations in its order, in place, and with the bias broadcast over the
+            # samples where Boltz repeats it M times (and adds it after a float32 copy): the
+            # same float32 values without those [B·M, H, I, J] copies (an add promotes a bf16
+            # bias exactly as .float() does)
+            attn.div_(width**0.5)
+            attn.view(-1, multiplicity, *attn.shape[1:]).add_(bias.unsqueeze(1))
+            attn.add_((1 - mask[:, None, None, cols].float()) * -m.inf)
+            attn.add_(layout.padding_bias(cols, s.device, attn.dtype, m.inf))
             row_max = all_reduce(attn.amax(dim=-1), grid.row_group, dist.ReduceOp.MAX)
-            weights = torch.exp(attn - row_max.unsqueeze(-1))
+            weights = attn.sub_(row_max.unsqueeze(-1)).exp_()
             total = all_reduce(weights.sum(dim=-1), grid.row_group)  # [B, H, I]
             out = all_reduce(torch.einsum("bhij,bjhd->bihd", weights, v.float()), grid.row_group)
             out = (out / total.permute(0, 2, 1).unsqueeze(-1)).to(v.dtype)

@@ -87,10 +87,11 @@ class ShardedPairBias:
         return assemble_rows(rows, z.shape[1], strip_rows(z.shape[1]))
 
     def layer(self, index: int) -> torch.Tensor:
-        """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in float32."""
+        """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in the dtype it was
+        projected in; the attention adds it to its float32 logits (exact promotion)."""
         if self.cached is not None:
-            return self.cached[index].float()
-        return self._project(index).float()
+            return self.cached[index]
+        return self._project(index)
 
 
 class DistDiffusionConditioning(nn.Module):
