@@ -188,6 +188,12 @@ class StandIn:
     def __init__(self, config, grid_size=1, msa_dir=None):
         pass
 
+    def featurize_ahead(self, config, msa_dir, complexes, proteins):
+        pass
+
+    def close(self):
+        pass
+
     def fold(self, complex_, proteins, directory):
         files = outputs.write_checked(directory, {"model_0.cif": b"data_x\n" * 100,
                                                   "pae_model_0.npz": os.urandom(4096)})
