@@ -18,14 +18,8 @@ echo "commit $(cat .git-commit 2>/dev/null || echo unknown); install $(( $(date 
 full="--recycling 3 --steps 200"
 budget=${BUDGET:-550}
 left() { echo $(( budget - ($(date +%s) - t0) )); }
-run() { # GPUS PORT LIMIT_S OUTNAME ARGS... — one torchrun of cp_model over the listed GPUs
-  local gpus=$1 port=$2 limit=$3 name=$4; shift 4
-  local ranks; ranks=$(echo "$gpus" | tr ',' '\n' | wc -l)
-  CUDA_VISIBLE_DEVICES=$gpus timeout -k 5 "$limit" torchrun --master-port "$port" --nproc-per-node "$ranks" \
-    bench/cp_model.py --inputs .payload/cp --out "$out/$name.jsonl" "$@" 2>&1 \
-    | grep "^{\|^phase\|Error" | cut -c1-700
-  echo "exit ${PIPESTATUS[0]} (124: the ${limit} s limit) after $(( $(date +%s) - t0 )) s"
-}
+source bench/cp_run.sh
+run() { cp_run "$1" "$2" "$3" "$4" "${@:5}"; }  # GPUS PORT LIMIT_S NAME ARGS...
 ( run 0 29701 240 precision_1x1 --tokens 1000 $full --sampling-precision float32 tf32 bf16
   run 0 29703 $(( $(left) - 120 )) precision_1x1 --tokens 2500 $full --no-serial \
       --sampling-precision ${FAST:-bf16} ) > "$out/lane_foldcp.txt" 2>&1 &

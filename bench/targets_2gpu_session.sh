@@ -19,14 +19,8 @@ echo "commit $(cat .git-commit 2>/dev/null || echo unknown) part ${PART:?set PAR
 site=/tmp/foldcp-site
 wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
-run() { # GPUS PORT LIMIT_S OUTNAME ARGS... — one torchrun of cp_model over the listed GPUs
-  local gpus=$1 port=$2 limit=$3 name=$4; shift 4
-  local ranks; ranks=$(echo "$gpus" | tr ',' '\n' | wc -l)
-  CUDA_VISIBLE_DEVICES=$gpus timeout -k 5 "$limit" torchrun --master-port "$port" --nproc-per-node "$ranks" \
-    bench/cp_model.py --inputs .payload/cp --no-serial --out "$out/$name.jsonl" "$@" 2>&1 \
-    | grep "^{\|^phase\|^finite\|Error" | cut -c1-600
-  echo "exit ${PIPESTATUS[0]} (124: the ${limit} s limit) after $(( $(date +%s) - t0 )) s"
-}
+source bench/cp_run.sh
+run() { cp_run "$1" "$2" "$3" "$4" --no-serial "${@:5}"; }  # GPUS PORT LIMIT_S NAME ARGS...
 case $PART in
   a) wheels; run 0,1 29701 560 speed_foldcp --tokens 3605 --samples 5 --recycling 3 --steps 200 \
        --sampling-precision tf32 ;;

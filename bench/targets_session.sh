@@ -17,14 +17,8 @@ export PYTHONPATH="$PWD:$site" PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 echo "commit $(cat .git-commit 2>/dev/null || echo unknown) part ${PART:?set PART=a, b or c}"
 full="--recycling 3 --steps 200"
-run() { # GPUS PORT LIMIT_S OUTNAME ARGS... — one torchrun over the listed GPUs
-  local gpus=$1 port=$2 limit=$3 name=$4; shift 4
-  local ranks; ranks=$(echo "$gpus" | tr ',' '\n' | wc -l)
-  CUDA_VISIBLE_DEVICES=$gpus timeout -k 5 "$limit" torchrun --master-port "$port" --nproc-per-node "$ranks" \
-    bench/cp_model.py --inputs .payload/cp --no-serial --out "$out/$name.jsonl" "$@" 2>&1 \
-    | grep "^{\|^phase\|^finite\|Error" | cut -c1-600
-  echo "exit ${PIPESTATUS[0]} (124: the ${limit} s limit)"
-}
+source bench/cp_run.sh
+run() { cp_run "$1" "$2" "$3" "$4" --no-serial "${@:5}"; }  # GPUS PORT LIMIT_S NAME ARGS...
 case $PART in
   a) run 0,1,2,3 29701 560 speed_foldcp --tokens 3605 --samples 5 $full ;;
   b) ( run 0,1 29701 560 speed_foldcp --tokens 3605 --samples 5 $full ) > "$out/lane_3605.txt" 2>&1 &
