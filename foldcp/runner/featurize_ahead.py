@@ -6,7 +6,7 @@ the GPU waits for it between folds; `boltz predict` hides it in DataLoader worke
 worker process (spawned: no CUDA state, no GIL shared with the process launching GPU kernels)
 featurizes complex k+1 while complex k folds:
 
-    ahead = FeaturizeAhead(config, msa_dir, seed)       # the worker starts
+    ahead = FeaturizeAhead(featurize_here, mol_dir, msa_settings, msa_dir, fasta, seed)
     ahead.schedule([c1, c2, c3])                         # the order they will be folded
     featurized = ahead.take(c1)  # c1 in this process (the worker is starting), c2 submitted
     featurized = ahead.take(c2)  # c2 from the worker (waits if not ready), c3 submitted
@@ -67,7 +67,7 @@ class FeaturizeAhead:
         """featurize_here(complex_): the in-process featurization (seeded as the worker's)."""
         self.featurize_here = featurize_here
         self.pending: dict[str, concurrent.futures.Future] = {}
-        self.order: list = []
+        self.following: dict = {}  # complex id -> the complex folded after it
         self.pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
@@ -76,12 +76,11 @@ class FeaturizeAhead:
 
     def schedule(self, complexes: list) -> None:
         """The complexes to be folded, in folding order."""
-        self.order = list(complexes)
+        self.following = {a.id: b for a, b in zip(complexes, complexes[1:])}
 
     def take(self, complex_):
         """The Featurized of `complex_`; submits the next scheduled complex to the worker."""
-        ids = [c.id for c in self.order]
-        following = self.order[ids.index(complex_.id) + 1] if complex_.id in ids[:-1] else None
+        following = self.following.get(complex_.id)
         future = self.pending.pop(complex_.id, None)
         if following is not None and following.id not in self.pending and self.pool is not None:
             try:

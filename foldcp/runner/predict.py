@@ -240,7 +240,7 @@ class BatchPredictor:
     def featurize_ahead(self, config: dict, msa_dir, complexes: list, proteins) -> None:
         """Featurize each of `complexes` (in folding order) while the one before it folds
         (`model.featurize_ahead`; auto: on a GPU, for more than one complex)."""
-        setting = self.settings.get("featurize_ahead", "auto")
+        setting = self.settings["featurize_ahead"]
         if setting == "auto":
             setting = self.device.type == "cuda" and len(complexes) > 1
         if not setting:
@@ -278,7 +278,7 @@ class BatchPredictor:
 
             features = split_features(featurized.features, self.device)
         with torch.inference_mode(), autocast, sampling_precision(
-                self.model.structure_module, self.settings.get("sampling_precision", "float32")):
+                self.model.structure_module, self.settings["sampling_precision"]):
             out = self._forward(features, complex_.id, engine)
         if not self.is_writer:
             return None
@@ -311,7 +311,7 @@ class BatchPredictor:
             "settings": {k: self.settings[k] for k in (
                 "recycling_steps", "sampling_steps", "diffusion_samples", "seed")},
             "precision": self.precision,
-            "sampling_precision": self.settings.get("sampling_precision", "float32"),
+            "sampling_precision": self.settings["sampling_precision"],
             "engine": engine if self.grid is None else f"foldcp {self.grid.rows}x{self.grid.cols}",
             "device": str(self.device),
             "grid": f"{self.grid.rows}x{self.grid.cols}" if self.grid else "1x1",
@@ -371,15 +371,13 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     for row in batch.itertuples():
         complex_ = make_complex(parse_complex(row.chains))
         directory = out_dir / complex_.id
-        earlier = read_failure(directory) if retry and not is_done(directory) else None
-        if is_done(directory):
+        skipped = None
+        if is_done(directory):  # reads and checks every file: once per complex
             skipped = dict(complex_id=complex_.id, status="already_done", error="", runtime_s=0.0)
-        elif earlier and earlier["status"] != "out_of_memory":
+        elif retry and (earlier := read_failure(directory)) and earlier["status"] != "out_of_memory":
             # failed for another reason on a smaller grid: more GPUs will not help
             skipped = dict(complex_id=complex_.id, status=earlier["status"],
                            error=earlier["error"], runtime_s=0.0)
-        else:
-            skipped = None
         work.append((complex_, directory, skipped))
     to_fold = [complex_ for complex_, _, skipped in work if skipped is None]
     try:
