@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from rows import append_jsonl  # bench/rows.py (the script's folder is on sys.path)
+from rows import append_jsonl, commit  # bench/rows.py (the script's folder is on sys.path)
 
 
 def stub_rdkit() -> None:
@@ -108,7 +108,7 @@ def main() -> None:
             torch.cuda.synchronize(device)
 
     row = {"tokens": n, "grid": f"{grid.rows}x{grid.cols}", "recycling": args.recycling,
-           "commit": _commit(), "gpu_memory_cap_gib": args.gpu_memory_gib,
+           "commit": commit(), "gpu_memory_cap_gib": args.gpu_memory_gib,
            "steps": args.steps, "samples": args.samples, "pairformer_blocks": args.pairformer_blocks,
            "serial_sampling_precision": None if args.no_serial else args.serial_sampling_precision,
            "card": torch.cuda.get_device_name(device) if cuda else "cpu"}
@@ -237,11 +237,6 @@ def emit(row: dict, out: str | None) -> None:
     """Print the result row and append it to the JSON-lines file `out`."""
     print(json.dumps(row), flush=True)
     append_jsonl(out, [row])
-
-
-def _commit() -> str:
-    marker = Path(".git-commit")
-    return marker.read_text().strip() if marker.exists() else "unknown"
 
 
 def _innermost_foldcp_frames(error: BaseException) -> list[str]:

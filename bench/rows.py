@@ -1,6 +1,10 @@
 """Result rows of the bench scripts: appended to a JSON-lines file (bench/results/ keeps them)."""
 
 import json
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def append_jsonl(path: str | None, rows: list[dict]) -> None:
@@ -10,3 +14,14 @@ def append_jsonl(path: str | None, rows: list[dict]) -> None:
     with open(path, "a") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
+
+
+def commit() -> str:
+    """The checkout's short commit: git's, else `.git-commit` (the device machine's copy of the
+    tree has no .git; session scripts write the marker before a call), else "unknown"."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        marker = REPO / ".git-commit"
+        return marker.read_text().strip() if marker.exists() else "unknown"

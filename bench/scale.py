@@ -51,20 +51,15 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from rows import commit  # noqa: E402  bench/rows.py
 
 AMINO = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 
 
 # ---------------------------------------------------------------------------------------------
 # measuring
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def child_env(work: Path) -> dict:

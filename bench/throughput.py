@@ -74,7 +74,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python bench/throughput.py` without installing foldcp
     sys.path.insert(0, str(REPO))
 
-from rows import append_jsonl  # bench/rows.py (the script's folder is on sys.path)
+from rows import append_jsonl, commit  # bench/rows.py (the script's folder is on sys.path)
 
 from foldcp.io import atomic_path, write_bytes, write_json, write_text
 
@@ -291,17 +291,6 @@ def cmd_checkpoint(args) -> None:
 # ---------------------------------------------------------------------------------------------
 # timing: shared pieces
 # ---------------------------------------------------------------------------------------------
-
-def commit() -> str:
-    marker = REPO / ".git-commit"  # the device machine's copy has no .git
-    if marker.exists():
-        return marker.read_text().strip()
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def use_kernels(requested_off: bool) -> bool:
     """cuEquivariance kernels where they can run (a CUDA GPU and the package), unless
