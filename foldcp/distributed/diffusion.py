@@ -27,6 +27,7 @@ from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.layout import Layout, assemble_rows, strip_rows
+from foldcp.distributed.memory import allocatable_bytes
 from foldcp.distributed.pair_init import one_hot_index, relative_position_rows
 from foldcp.distributed.swap import swapped
 
@@ -66,8 +67,7 @@ class ShardedPairBias:
                     for p in self.projections)
         itemsize = torch.empty((), dtype=self.autocast_dtype if self.autocast_enabled else z.dtype).element_size()
         needed = z[..., 0].numel() * heads * itemsize
-        free, _ = torch.cuda.mem_get_info(z.device)
-        return needed <= self.FREE_MEMORY_SHARE * free
+        return needed <= self.FREE_MEMORY_SHARE * allocatable_bytes(z.device)
 
     def float(self) -> "ShardedPairBias":
         return self

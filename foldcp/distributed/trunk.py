@@ -16,6 +16,7 @@ from torch import nn
 
 from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.layout import Layout, row_chunks, strip_rows
+from foldcp.distributed.memory import allocatable_bytes
 from foldcp.distributed.msa_module import DistMSAModule
 from foldcp.distributed.pair_init import DistDistogram, DistPairInit
 from foldcp.distributed.pairformer import DistPairformerModule
@@ -122,10 +123,9 @@ KEEP_Z_INIT_FREE_Z = 6.0  # see DistTrunk.recompute_z_init
 
 
 def short_of_memory(z_bytes: int, device: torch.device, blocks: float = HOST_BELOW_FREE_Z) -> bool:
-    """Whether `device` has less free memory (the caching allocator's reusable blocks
-    included) than `blocks` pair blocks of z_bytes each; False off GPUs."""
+    """Whether this process can allocate less on `device` (reusable cached blocks included,
+    a per-process memory cap respected: memory.py) than `blocks` pair blocks of z_bytes each;
+    False off GPUs."""
     if device.type != "cuda":
         return False
-    free, _ = torch.cuda.mem_get_info(device)
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return free < blocks * z_bytes
+    return allocatable_bytes(device) < blocks * z_bytes
