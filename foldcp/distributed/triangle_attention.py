@@ -97,17 +97,17 @@ class DistTriangleAttention(nn.Module):
         fused = self.fused and fused_attention.fused_available(x)
         if fused:
             _check_outer_product(mask)
+        weight, bias = qkvg_projection(mha)
         def rows_of_output(r0: int, r1: int) -> torch.Tensor:
-            x_c = x[:, r0:r1]
-            q = heads_view(mha.linear_q(x_c)) / math.sqrt(width)
-            k = heads_view(mha.linear_k(x_c))
-            v = heads_view(mha.linear_v(x_c))
+            # q, k, v and the gate's logits from one GEMM: each chunk of x read once
+            q, k, v, g = torch.nn.functional.linear(x[:, r0:r1], weight, bias).chunk(4, dim=-1)
+            q, k, v = heads_view(q), heads_view(k), heads_view(v)
             blocks = self._key_blocks(k, v, mask[:, r0:r1], layout)
             if fused:
                 o = self._fused_blocks(q, blocks, bias_rows, layout)
             else:
                 o = self._streamed_blocks(q, blocks, bias_rows, layout)
-            gate = mha.sigmoid(mha.linear_g(x_c)).view(batch, r1 - r0, cols, heads, width)
+            gate = mha.sigmoid(g).view(batch, r1 - r0, cols, heads, width)
             return mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
 
         return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused),
@@ -182,6 +182,22 @@ class DistTriangleAttention(nn.Module):
         run_out.mul_(rescale.unsqueeze(-1)).add_(torch.matmul(weights.to(values.dtype), values)
                                                  .to(run_out.dtype))
         run_max.copy_(new_max)
+
+
+def qkvg_projection(mha: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weight and bias of one linear layer giving [q/√d | k | v | g logits] of Boltz's
+    triangle-attention Attention: the 1/√d of the scores folded into q's weight (Boltz
+    divides q after its projection) and the four projections of a chunk made by one GEMM that
+    reads it once. Bias None where none of the four has one (Boltz 2.2.1's)."""
+    scale = 1.0 / math.sqrt(mha.c_hidden)
+    layers = (mha.linear_q, mha.linear_k, mha.linear_v, mha.linear_g)
+    weight = torch.cat([layer.weight * (scale if layer is mha.linear_q else 1.0) for layer in layers])
+    if all(layer.bias is None for layer in layers):
+        return weight, None
+    biases = [torch.zeros(layer.out_features, dtype=weight.dtype, device=weight.device)
+              if layer.bias is None else layer.bias * (scale if layer is mha.linear_q else 1.0)
+              for layer in layers]
+    return weight, torch.cat(biases)
 
 
 def _check_outer_product(mask: torch.Tensor) -> None:
