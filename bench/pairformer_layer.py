@@ -85,6 +85,10 @@ def main() -> None:
     parser.add_argument("--grid", default=None, help="RxC (default: factor the world size)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=12, help="kernels listed per profile")
+    parser.add_argument("--foldcp-only", action="store_true",
+                        help="skip the serial Boltz layer on one GPU")
+    parser.add_argument("--label", default=None, help="recorded in each row (e.g. the code's commit)")
     args = parser.parse_args()
     rows = cols = None
     if args.grid:
@@ -107,12 +111,12 @@ def main() -> None:
         mask = torch.ones(1, layout.n_padded, device=device)
         pair_mask = torch.ones(1, rows_n, cols_n, device=device)
         runs = [("foldcp", lambda: dist_layer(s, z, mask, pair_mask, layout))]
-        if grid.size == 1:
+        if grid.size == 1 and not args.foldcp_only:
             chunk = 128 if n > 1536 else 512  # what Boltz's PairformerModule passes
             runs.insert(0, ("boltz_serial", lambda: layer(s, z, mask, pair_mask, chunk)))
         for name, fn in runs:
             row = {"impl": name, "tokens": n, "grid": f"{grid.rows}x{grid.cols}",
-                   "gpus": grid.size,
+                   "gpus": grid.size, "label": args.label,
                    "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
             try:
                 with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
@@ -132,8 +136,8 @@ def main() -> None:
             if args.profile and name == "foldcp" and not row.get("oom"):
                 with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                              enabled=device.type == "cuda"):
-                    prof = profile_call(fn, device)
-                prof_row = {"kind": "profile", "impl": name, "tokens": n,
+                    prof = profile_call(fn, device, args.top)
+                prof_row = {"kind": "profile", "impl": name, "tokens": n, "label": args.label,
                             "grid": row["grid"], "card": row["card"]} | prof
                 results.append(prof_row)
                 if grid.rank == 0:
