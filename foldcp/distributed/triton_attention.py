@@ -31,11 +31,7 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
-# ROWS: rows i per program. Per key tile a program loads a BLOCK_M × BLOCK_N bias tile and,
-# per row, BLOCK_N keys and values: bytes per FLOP ∝ 1/(2·ROWS·d) + 1/BLOCK_M, so with
-# d = 32 the bias dominates the traffic at ROWS = 1 and sharing each bias tile between rows
-# (3-D tl.dot, one per row) cuts it.
-CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3, "ROWS": 1}
+CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
 
 
 def available(x: torch.Tensor) -> bool:
@@ -63,35 +59,33 @@ def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     # output projection read, so no copy follows
     out = q.new_empty((rows, queries, heads, width)).transpose(1, 2)
     lse = torch.empty((rows, heads, queries), dtype=torch.float32, device=q.device)
-    config = {**CONFIG, "BLOCK_M": 64} if _interpreting() else dict(CONFIG)
-    per_program = config.pop("ROWS", 1)
+    config = {**CONFIG, "BLOCK_M": 64} if _interpreting() else CONFIG
 
     def grid(meta):  # rows fastest: programs launched together share (query block, head)
-        return (triton.cdiv(rows, per_program), triton.cdiv(queries, meta["BLOCK_M"]), heads)
+        return (rows, triton.cdiv(queries, meta["BLOCK_M"]), heads)
 
-    args = (q, k, v, bias, out, lse,
-            *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride()[:2],
-            *out.stride()[:3], *lse.stride(), queries, keys)
-    constants = dict(HEAD_DIM=width, BLOCK_D=max(16, triton.next_power_of_2(width)),
-                     PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **config)
-    if per_program == 1:
-        _kernel(_forward)[grid](*args, **constants)
-    else:
-        _kernel(_forward_rows)[grid](*args, rows, ROWS=per_program, **constants)
+    _kernel()[grid](
+        q, k, v, bias, out, lse,
+        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride()[:2],
+        *out.stride()[:3], *lse.stride(),
+        queries, keys,
+        HEAD_DIM=width, BLOCK_D=max(16, triton.next_power_of_2(width)),
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **config,
+    )
     return out, lse
 
 
-_KERNELS: dict[tuple, object] = {}
+_KERNELS: dict[bool, object] = {}
 
 
-def _kernel(body):
-    """The jitted kernel `body`, made on first use: whether Triton interprets it (CPU) or
-    compiles it (GPU) is decided when it is decorated, so a test can switch to the
-    interpreter by setting TRITON_INTERPRET=1 before the first call."""
-    key = (body.__name__, _interpreting())
-    if key not in _KERNELS:
-        _KERNELS[key] = triton.jit(body)
-    return _KERNELS[key]
+def _kernel():
+    """The jitted kernel, made on first use: whether Triton interprets it (CPU) or compiles
+    it (GPU) is decided when it is decorated, so a test can switch to the interpreter by
+    setting TRITON_INTERPRET=1 before the first call."""
+    interpreting = _interpreting()
+    if interpreting not in _KERNELS:
+        _KERNELS[interpreting] = triton.jit(_forward)
+    return _KERNELS[interpreting]
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
@@ -140,56 +134,3 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
                  acc.to(Out.dtype.element_ty), mask=in_m[:, None] & in_d[None, :])
         tl.store(Lse + row * sl_g + head * sl_h + offs_m * sl_l,
                  running_max + tl.log(running_sum), mask=in_m)
-
-    def _forward_rows(Q, K, V, Bias, Out, Lse,
-                      sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l,
-                      so_g, so_h, so_l, sl_g, sl_h, sl_l,
-                      queries, keys, rows,
-                      HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                      PRECISION: tl.constexpr, ROWS: tl.constexpr):
-        """_forward for ROWS rows i at once: tiles gain a leading row dimension, the scores
-        are one 3-D (batched) dot, and each bias tile is loaded once for all ROWS rows."""
-        first = tl.program_id(0).to(tl.int64) * ROWS
-        block = tl.program_id(1).to(tl.int64)
-        head = tl.program_id(2).to(tl.int64)
-        offs_r = first + tl.arange(0, ROWS)
-        offs_m = block * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_d = tl.arange(0, BLOCK_D)
-        in_r = offs_r < rows
-        in_m = offs_m < queries
-        in_d = offs_d < HEAD_DIM
-        r3 = offs_r[:, None, None]
-        q = tl.load(Q + r3 * sq_g + head * sq_h + offs_m[None, :, None] * sq_l + offs_d[None, None, :],
-                    mask=in_r[:, None, None] & in_m[None, :, None] & in_d[None, None, :], other=0.0)
-        k_base = K + r3 * sk_g + head * sk_h
-        v_base = V + r3 * sv_g + head * sv_h
-        b_base = Bias + head * sb_h + offs_m[:, None] * sb_l
-        running_max = tl.full((ROWS, BLOCK_M), float("-inf"), tl.float32)
-        running_sum = tl.zeros((ROWS, BLOCK_M), tl.float32)
-        acc = tl.zeros((ROWS, BLOCK_M, BLOCK_D), tl.float32)
-        for start in range(0, keys, BLOCK_N):
-            offs_n = start + tl.arange(0, BLOCK_N)
-            in_n = offs_n < keys
-            k_t = tl.load(k_base + offs_n[None, None, :] * sk_n + offs_d[None, :, None],
-                          mask=in_r[:, None, None] & in_n[None, None, :] & in_d[None, :, None],
-                          other=0.0)  # [ROWS, BLOCK_D, BLOCK_N]
-            scores = tl.dot(q, k_t, input_precision=PRECISION)  # [ROWS, BLOCK_M, BLOCK_N]
-            bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :], other=0.0)
-            scores = tl.where(in_n[None, None, :], scores + bias.to(tl.float32)[None, :, :],
-                              float("-inf"))
-            new_max = tl.maximum(running_max, tl.max(scores, axis=2))
-            weights = tl.exp(scores - new_max[:, :, None])
-            rescale = tl.exp(running_max - new_max)
-            running_sum = running_sum * rescale + tl.sum(weights, axis=2)
-            v = tl.load(v_base + offs_n[None, :, None] * sv_n + offs_d[None, None, :],
-                        mask=in_r[:, None, None] & in_n[None, :, None] & in_d[None, None, :],
-                        other=0.0)  # [ROWS, BLOCK_N, BLOCK_D]
-            acc = acc * rescale[:, :, None] + tl.dot(weights.to(v.dtype), v, input_precision=PRECISION)
-            running_max = new_max
-        acc = acc / running_sum[:, :, None]
-        tl.store(Out + r3 * so_g + head * so_h + offs_m[None, :, None] * so_l + offs_d[None, None, :],
-                 acc.to(Out.dtype.element_ty),
-                 mask=in_r[:, None, None] & in_m[None, :, None] & in_d[None, None, :])
-        tl.store(Lse + offs_r[:, None] * sl_g + head * sl_h + offs_m[None, :] * sl_l,
-                 running_max + tl.log(running_sum), mask=in_r[:, None] & in_m[None, :])

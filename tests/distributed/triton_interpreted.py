@@ -5,9 +5,8 @@ Run by test_pairformer.test_triton_kernel_under_the_interpreter as
 on before Triton is imported). Prints "all checks passed" when every check holds.
 
 1. The attention kernel alone vs a float64 softmax: float32 and float16, head widths 4 (padded to 16
-   inside) and 32, a head-split (strided) q, sizes off the block grid (3 rows: also a row block
-   part-filled when a program takes 2 or 4 rows), a masked key column at Boltz's finite -1e9,
-   the log-sum-exp too.
+   inside) and 32, a head-split (strided) q, sizes off the block grid, a masked key column at
+   Boltz's finite -1e9, the log-sum-exp too.
 2. The LayerNorm kernel vs PyTorch's: channel-last and channel-first (strided) input, rows off
    the block grid, float32 and float16 output, element offsets past 2^31.
 3. Both kernels inside the distributed layers on CPU grids (fused path, float32) vs serial
@@ -26,16 +25,6 @@ from tests.distributed.test_pairformer import compare_on_grid
 
 
 def check_kernel_alone() -> None:
-    saved = triton_attention.CONFIG
-    try:
-        for per_program in (1, 2, 4):  # rows i per program: one kernel each way (2 and 4 share)
-            triton_attention.CONFIG = {**saved, "ROWS": per_program}
-            check_kernel_configured()
-    finally:
-        triton_attention.CONFIG = saved
-
-
-def check_kernel_configured() -> None:
     torch.manual_seed(0)
     for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2)):
         for width in (4, 32):
