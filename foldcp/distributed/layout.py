@@ -136,19 +136,13 @@ def normed_rows(norm, x: torch.Tensor, dtype: torch.dtype, parts: int = 4) -> to
 
 def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Tensor:
     """x += transition(x) in place, for Boltz's Transition (norm → silu(fc1) · fc2 → fc3), in
-    row chunks sized as in `rowwise` for fc1 and fc2 side by side (each chunk's update is computed before it is added, so
-    each chunk sees its own input); the norm through layer_norm_to."""
+    row chunks sized as in `rowwise` (each chunk's update is computed before it is added, so
+    each chunk sees its own input); the norm through layer_norm_to, silu and the product in
+    place on fc1's contiguous output (fc1 and fc2 as one GEMM with strided halves was slower:
+    the element-wise kernels on strided views, 12.2 → 19.3 ms at 2,048 tokens on an H200)."""
     dtype = compute_dtype(x)
-    # fc1 and fc2 as one GEMM (the normed chunk read once), silu and the product in place
-    both = torch.cat([transition.fc1.weight, transition.fc2.weight])
-    if transition.fc1.bias is not None or transition.fc2.bias is not None:
-        raise ValueError("add_transition expects Boltz's Transition: fc1 and fc2 without bias")
-    width = transition.fc1.out_features
-    # chunks of rows sized for the two hidden layers side by side (2 × expansion)
-    for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], 2 * expansion)):
+    for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], expansion)):
         hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
-        projected = torch.nn.functional.linear(hidden, both)
-        del hidden
-        gated = torch.nn.functional.silu(projected[..., :width], inplace=True)
-        x[:, r0:r1] += transition.fc3(gated.mul_(projected[..., width:]))
+        gated = torch.nn.functional.silu(transition.fc1(hidden), inplace=True)
+        x[:, r0:r1] += transition.fc3(gated.mul_(transition.fc2(hidden)))
     return x
