@@ -2,6 +2,8 @@
 # under torchrun on the listed GPUs (one rank each), stops it after LIMIT_S seconds, appends its
 # rows to $out/NAME.jsonl and prints them with the phase lines and errors. Needs $out; $t0
 # (the script's start, in seconds) for the elapsed time it prints.
+# The commit the rows record: the marker written before the call (bench/rows.py).
+[ -z "${BENCH_COMMIT:-}" ] && [ -e .git-commit ] && export BENCH_COMMIT=$(cat .git-commit)
 cp_run() {
   local gpus=$1 port=$2 limit=$3 name=$4; shift 4
   local ranks; ranks=$(echo "$gpus" | tr ',' '\n' | wc -l)

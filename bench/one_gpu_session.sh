@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Issue-8 runs for a session lent only one GPU (nvidia-h200 / nvidia-h100), one device call
 # under the 10-minute limit. PARTS picks, in this order (default: all):
-#   layer     one PairformerLayer, foldcp 1×1 at 1,024 / 2,048 / 3,072 tokens: the code in
+#   layer     one PairformerLayer, foldcp 1×1 at LAYER_TOKENS (1,024 2,048 3,072): the code in
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
 #             then this tree's, profiled (sub-layers and top kernels)
 #   attention the triangle-attention kernels at 2,048 and 3,072 tokens with the Triton tile /
 #             rows-per-program sweep (bench/attention_kernels.py --sweep)
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
-#   speed     full default inference with TF32 sampling at SPEED_TOKENS (1000): foldcp 1×1,
-#             then stock Boltz-2 with its cuEquivariance kernels (.anchor) on the same GPU
+#   speed     full default inference with TF32 sampling at each of SPEED_TOKENS (1000): foldcp
+#             1×1 after an untimed warm-up fold (cp_model.py --warmup: the stock bench warms up
+#             too), then stock Boltz-2 with its cuEquivariance kernels (.anchor) on the same GPU
 # Usage (GPU machine, repo root). Carry .payload/whl .payload/cp .git-commit (+ .payload/old
 # for layer, .anchor for speed):
 #   PARTS="layer attention capacity speed" bash bench/one_gpu_session.sh $OUT
@@ -25,7 +26,7 @@ source bench/cp_run.sh
 left() { echo $(( ${BUDGET_S:-570} - ($(date +%s) - t0) )); }
 layer() { # PYTHONPATH_FIRST LABEL ARGS...
   PYTHONPATH="$1:$PYTHONPATH" timeout -k 5 "$(left)" python3 bench/pairformer_layer.py --foldcp-only \
-    --tokens 1024 2048 3072 --repeat 3 --label "$2" --out "$out/layer.jsonl" "${@:3}" 2>&1 \
+    --tokens ${LAYER_TOKENS:-1024 2048 3072} --repeat 3 --label "$2" --out "$out/layer.jsonl" "${@:3}" 2>&1 \
     | grep -v "^W1\|^\s*$" | cut -c1-1500 | tail -n 40
 }
 for part in $PARTS; do
@@ -38,11 +39,12 @@ for part in $PARTS; do
     capacity) CHECK_FINITE=1 cp_run 0 29701 "$(left)" capacity --no-serial \
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \
                 --gpu-memory-gib 79.18 ;;
-    speed) n=${SPEED_TOKENS:-1000}
-           cp_run 0 29702 "$(left)" speed_foldcp --no-serial --tokens "$n" --recycling 3 --steps 200 \
-             --sampling-precision tf32
-           SITE=/tmp/site-stock OUT="$out/stock" BUDGET="$(left)" TIMEOUT="$(left)" MODES=full KERNELS=on \
-             bash .anchor/run_stock_sweep.sh "$n" 2>&1 | tail -n 4 ;;
+    speed) for n in ${SPEED_TOKENS:-1000}; do
+             cp_run 0 29702 "$(left)" speed_foldcp --no-serial --tokens "$n" --recycling 3 --steps 200 \
+               --sampling-precision tf32 --warmup
+             SITE=/tmp/site-stock OUT="$out/stock" BUDGET="$(left)" TIMEOUT="$(left)" MODES=full KERNELS=on \
+               bash .anchor/run_stock_sweep.sh "$n" 2>&1 | tail -n 4
+           done ;;
     *) echo "unknown part $part" >&2 ;;
   esac
 done

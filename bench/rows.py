@@ -1,6 +1,7 @@
 """Result rows of the bench scripts: appended to a JSON-lines file (bench/results/ keeps them)."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,8 +18,11 @@ def append_jsonl(path: str | None, rows: list[dict]) -> None:
 
 
 def commit() -> str:
-    """The checkout's short commit: git's, else `.git-commit` (the device machine's copy of the
-    tree has no .git; session scripts write the marker before a call), else "unknown"."""
+    """The code's short commit: $BENCH_COMMIT (session scripts set it from `.git-commit`, which
+    they write before a device call: the device's copy of the tree may carry a stale .git),
+    else git's, else `.git-commit`, else "unknown"."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                               capture_output=True, check=True).stdout.strip()
