@@ -151,7 +151,10 @@ class DistTriangleAttention(nn.Module):
                     key_slice, q.device, key_mask.dtype, m.inf)
                 bias = (bias_rows[b, :, :, key_slice] + key_bias).to(q.dtype)  # [H, J, K]
                 merge.add(*block_attention(q[b], k_blk[b], v_blk[b], bias))
-        return torch.stack([merge.result().to(q.dtype) for merge in merges]).transpose(2, 3)
+        results = [merge.result().to(q.dtype) for merge in merges]
+        # one batch entry (every fold): a view, not a stacked copy of the chunk's output
+        out = results[0].unsqueeze(0) if len(results) == 1 else torch.stack(results)
+        return out.transpose(2, 3)
 
     def _streamed_blocks(self, q, blocks, bias_rows, layout: Layout) -> torch.Tensor:
         """Exact streaming softmax with element-wise ops (the reference path).

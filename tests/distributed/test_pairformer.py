@@ -56,13 +56,14 @@ def build(kind: str, dtype, device="cpu"):
     return module.to(device)
 
 
-def inputs(n: int, dtype, seed: int, device="cpu"):
+def inputs(n: int, dtype, seed: int, device="cpu", masked: bool = True):
     generator = torch.Generator().manual_seed(seed)
     s = torch.randn(1, n, C_S, generator=generator, dtype=dtype)
     z = torch.randn(1, n, n, C_Z, generator=generator, dtype=dtype)
     mask = torch.ones(1, n, dtype=dtype)
-    mask[0, -2:] = 0  # padded tokens of the complex itself
-    mask[0, 1] = 0
+    if masked:
+        mask[0, -2:] = 0  # padded tokens of the complex itself
+        mask[0, 1] = 0
     pair_mask = mask[:, :, None] * mask[:, None, :]
     return tuple(t.to(device) for t in (s, z, mask, pair_mask))
 
@@ -97,15 +98,16 @@ def distributed_forward(kind, module, layout, s_pad, z_blk, mask_pad, pm_blk):
         return dist_module(s_pad, z_blk, mask_pad, pm_blk, layout)
 
 
-def compare_on_grid(grid, kind, n, dtype, seed, device="cpu", tol=None):
-    """Serial Boltz vs distributed on this rank's block; returns the largest tensor created."""
+def compare_on_grid(grid, kind, n, dtype, seed, device="cpu", tol=None, masked=True):
+    """Serial Boltz vs distributed on this rank's block; returns the largest tensor created.
+    masked: some tokens of the complex are masked (else every token is real)."""
     with keep_float64(dtype):
-        return _compare_on_grid(grid, kind, n, dtype, seed, device, tol or TOL[dtype])
+        return _compare_on_grid(grid, kind, n, dtype, seed, device, tol or TOL[dtype], masked)
 
 
-def _compare_on_grid(grid, kind, n, dtype, seed, device, tol):
+def _compare_on_grid(grid, kind, n, dtype, seed, device, tol, masked=True):
     module = build(kind, dtype, device)
-    s, z, mask, pair_mask = inputs(n, dtype, seed, device)
+    s, z, mask, pair_mask = inputs(n, dtype, seed, device, masked)
     want_s, want_z = serial_forward(kind, module, s, z, mask, pair_mask)
     layout = Layout.for_tokens(grid, n)
     # whole tensors are cut into blocks outside the guard: that is the test's doing
@@ -203,6 +205,14 @@ def test_fused_path_with_aligned_key_blocks(fused_path_on_cpu, rows, cols):
     """Key blocks a multiple of 16 (the memory-efficient kernel's alignment): the bias
     reaches the kernel as the gathered rows' own slices."""
     run_on_grid(rows, cols, compare_on_grid, "tri_att_end", 16 * cols, torch.float64, 11)
+
+
+@pytest.mark.parametrize("kind", ["tri_mul_out", "tri_mul_in"])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2)])
+def test_triangle_multiplication_without_masked_tokens(kind, rows, cols):
+    """Every token real and N a multiple of the grid (no padding): the all-ones pair mask is
+    not multiplied in (an exact no-op skipped); the result still equals serial Boltz's."""
+    run_on_grid(rows, cols, compare_on_grid, kind, 12, torch.float64, 5, "cpu", None, False)
 
 
 def test_triton_kernel_under_the_interpreter():
