@@ -3,7 +3,8 @@
 # under the 10-minute limit. PARTS picks, in this order (default: all):
 #   layer     one PairformerLayer, foldcp 1×1 at LAYER_TOKENS (1,024 2,048 3,072): the code in
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
-#             then this tree's, profiled (sub-layers and top kernels)
+#             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
+#             then this tree's as it runs, profiled (sub-layers and top kernels)
 #   attention the triangle-attention kernels at 2,048 and 3,072 tokens with the Triton tile /
 #             rows-per-program sweep (bench/attention_kernels.py --sweep)
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
@@ -33,6 +34,7 @@ for part in $PARTS; do
   echo "== $part after $(( $(date +%s) - t0 )) s"
   case $part in
     layer) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old
+           FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager"  # the element-wise chains unfused
            layer "$PWD" "$commit" --profile --top 40 ;;
     attention) timeout -k 5 "$(left)" python3 bench/attention_kernels.py --tokens 2048 3072 --sweep \
                  --out "$out/attention.jsonl" 2>&1 | grep -v "^{" | tail -n 45 ;;

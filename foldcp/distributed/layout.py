@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from foldcp.distributed import triton_layer_norm
+from foldcp.distributed.pointwise import silu_gate_
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
 
 
@@ -137,12 +138,12 @@ def normed_rows(norm, x: torch.Tensor, dtype: torch.dtype, parts: int = 4) -> to
 def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Tensor:
     """x += transition(x) in place, for Boltz's Transition (norm → silu(fc1) · fc2 → fc3), in
     row chunks sized as in `rowwise` (each chunk's update is computed before it is added, so
-    each chunk sees its own input); the norm through layer_norm_to, silu and the product in
-    place on fc1's contiguous output (fc1 and fc2 as one GEMM with strided halves was slower:
-    the element-wise kernels on strided views, 12.2 → 19.3 ms at 2,048 tokens on an H200)."""
+    each chunk sees its own input); the norm through layer_norm_to, silu and the product one
+    fused in-place pass on fc1's contiguous output (pointwise.py; fc1 and fc2 as one GEMM with
+    strided halves was slower: 12.2 → 19.3 ms at 2,048 tokens on an H200)."""
     dtype = compute_dtype(x)
     for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], expansion)):
         hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
-        gated = torch.nn.functional.silu(transition.fc1(hidden), inplace=True)
-        x[:, r0:r1] += transition.fc3(gated.mul_(transition.fc2(hidden)))
+        gated = silu_gate_(transition.fc1(hidden), transition.fc2(hidden))
+        x[:, r0:r1] += transition.fc3(gated)
     return x

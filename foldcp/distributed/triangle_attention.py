@@ -38,6 +38,7 @@ from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
 from foldcp.distributed.fused_attention import LseMerge, block_attention
 from foldcp.distributed.grid import Grid
 from foldcp.distributed.layout import Layout, assemble_rows, compute_dtype, normed_rows
+from foldcp.distributed.pointwise import gate_
 
 
 class DistTriangleAttention(nn.Module):
@@ -107,8 +108,8 @@ class DistTriangleAttention(nn.Module):
                 o = self._fused_blocks(q, blocks, bias_rows, layout)
             else:
                 o = self._streamed_blocks(q, blocks, bias_rows, layout)
-            gate = mha.sigmoid(g).view(batch, r1 - r0, cols, heads, width)
-            return mha.linear_o((o * gate).reshape(batch, r1 - r0, cols, heads * width))
+            gated = gate_(o, g.view(batch, r1 - r0, cols, heads, width), None)  # o · sigmoid(g)
+            return mha.linear_o(gated.reshape(batch, r1 - r0, cols, heads * width))
 
         return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused),
                              transposed=transposed_out, into=into)

@@ -32,6 +32,7 @@ from foldcp.distributed.layout import (
     normed_rows,
     row_chunks,
 )
+from foldcp.distributed.pointwise import add_gated_, gate_
 from foldcp.distributed.summa import summa
 
 
@@ -62,10 +63,8 @@ class DistTriangleMultiplication(nn.Module):
             """Channels [start, end) of Boltz's p_in(x) * sigmoid(g_in(x)), masked, as
             [B, d, I, J]; Boltz casts them to float32, which autocast casts back for the
             product."""
-            projected = torch.matmul(m.p_in.weight[start:end], positions)
-            projected *= torch.matmul(m.g_in.weight[start:end], positions).sigmoid_()
-            if keep is not None:
-                projected *= keep
+            projected = gate_(torch.matmul(m.p_in.weight[start:end], positions),
+                              torch.matmul(m.g_in.weight[start:end], positions), keep)
             return (projected if autocast else projected.float()).view(batch, end - start, rows, cols)
 
         product = None
@@ -82,13 +81,19 @@ class DistTriangleMultiplication(nn.Module):
             product[:, c0:c1] = part
             del part
 
-        def output_rows(r0: int, r1: int) -> torch.Tensor:
+        def output_rows(r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """p_out(norm_out(product)) and g_out's logits for rows [r0, r1)."""
             rows_cf = product[:, :, r0:r1]  # [B, D, r, J] channel-first → normed channel-last
             normed = layer_norm_to(m.norm_out, rows_cf.flatten(2).movedim(1, -1), x.dtype)
             normed = normed.view(batch, r1 - r0, cols, channels)
-            return m.p_out(normed) * m.g_out(x[:, r0:r1]).sigmoid()
+            return m.p_out(normed), m.g_out(x[:, r0:r1])
 
-        return assemble_rows(output_rows, rows, -(-rows // 4), into=into)
+        chunk = -(-rows // 4)
+        if into is None:
+            return assemble_rows(lambda r0, r1: gate_(*output_rows(r0, r1), None), rows, chunk)
+        for r0, r1 in row_chunks(rows, chunk):  # into += p · sigmoid(g), one pass per chunk
+            add_gated_(into[:, r0:r1], *output_rows(r0, r1))
+        return into
 
 
 def _transposed(block: torch.Tensor, layout: Layout) -> torch.Tensor:

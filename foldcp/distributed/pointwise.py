@@ -1,0 +1,76 @@
+"""The pair stack's element-wise chains, each one fused GPU kernel (torch.compile / Triton).
+
+Between its matrix multiplications a Pairformer layer runs chains of element-wise operations
+over pair-sized tensors — gate = sigmoid(logits), update = value · gate, z += update — and
+PyTorch runs each operation as its own kernel, a full pass over memory: on an H200 these
+passes were about a third of a 2,048-token layer (bench/RESULTS.md, profile). Each function
+below is one chain, written with the PyTorch operations Boltz uses, in Boltz's order; on
+CUDA it runs compiled (one kernel that reads each input once and writes once: the same
+values, element-wise operations being computed per element exactly as eager does), elsewhere
+— and where compilation is off or fails — eagerly.
+
+    gate_(x, logits, keep)          x *= sigmoid(logits) (· keep, when keep is given): in place
+    add_gated_(z, x, logits)        z += x · sigmoid(logits): in place
+    silu_gate_(a, b)                a = silu(a) · b: in place
+
+FOLDCP_COMPILE=0 turns compilation off (eager everywhere); FOLDCP_COMPILE=1 turns it on off
+GPUs too (the tests compare the two on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _gate(x: torch.Tensor, logits: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    x.mul_(torch.sigmoid(logits))
+    if keep is not None:
+        x.mul_(keep)
+    return x
+
+
+def _add_gated(z: torch.Tensor, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    return z.add_(x * torch.sigmoid(logits))
+
+
+def _silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.silu(a, inplace=True).mul_(b)
+
+
+class _Fused:
+    """fn compiled on first use where wanted (one dynamic-shape graph), eager otherwise or
+    after a compilation failure (logged once)."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.compiled = None
+        self.failed = False
+
+    def __call__(self, *args):
+        if not self.failed and _wanted(args[0]):
+            try:
+                if self.compiled is None:
+                    self.compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
+                return self.compiled(*args)
+            except Exception as error:  # noqa: BLE001 — no compiler, unsupported op: eager
+                self.failed = True
+                log.warning("%s runs eagerly: torch.compile failed (%s)", self.fn.__name__,
+                            str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+        return self.fn(*args)
+
+
+def _wanted(x: torch.Tensor) -> bool:
+    setting = os.environ.get("FOLDCP_COMPILE", "")
+    if setting == "0":
+        return False
+    return setting == "1" or x.is_cuda
+
+
+gate_ = _Fused(_gate)
+add_gated_ = _Fused(_add_gated)
+silu_gate_ = _Fused(_silu_gate)

@@ -1,0 +1,69 @@
+"""pointwise.py: each fused element-wise chain, compiled (torch.compile, forced on CPU here)
+equals its eager PyTorch form, updates its first argument in place, and falls back to eager
+where compilation fails or is turned off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from foldcp.distributed import pointwise
+
+
+def eager_and_compiled(fn, make_args, monkeypatch):
+    monkeypatch.setenv("FOLDCP_COMPILE", "1")
+    fused = pointwise._Fused(fn)
+    eager_args, compiled_args = make_args(), make_args()
+    want = fn(*eager_args)
+    got = fused(*compiled_args)
+    assert fused.compiled is not None and not fused.failed  # the compiled path ran
+    assert got.data_ptr() == compiled_args[0].data_ptr()  # in place, as the eager form
+    return want, got
+
+
+def random(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+@pytest.mark.parametrize("with_keep", [False, True])
+def test_gate(with_keep, monkeypatch):
+    def make():
+        keep = (random(1, 1, 40, seed=2) > 0).float() if with_keep else None
+        return random(1, 8, 40), random(1, 8, 40, seed=1), keep
+    want, got = eager_and_compiled(pointwise._gate, make, monkeypatch)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(got, make()[0])  # the gate changed x
+
+
+def test_add_gated_into_float32_from_bfloat16(monkeypatch):
+    def make():  # z float32 (the pair track), the update in bf16 (autocast's output)
+        return (random(1, 6, 5, 16), random(1, 6, 5, 16, dtype=torch.bfloat16, seed=1),
+                random(1, 6, 5, 16, dtype=torch.bfloat16, seed=2))
+    want, got = eager_and_compiled(pointwise._add_gated, make, monkeypatch)
+    assert got.dtype == torch.float32
+    # compiled code may keep sigmoid · x in float32 where eager rounds it to bf16
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
+
+
+def test_silu_gate(monkeypatch):
+    want, got = eager_and_compiled(pointwise._silu_gate,
+                                   lambda: (random(3, 7, 32), random(3, 7, 32, seed=1)), monkeypatch)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_off_and_failure_fall_back_to_eager(monkeypatch):
+    monkeypatch.setenv("FOLDCP_COMPILE", "0")
+    fused = pointwise._Fused(pointwise._silu_gate)
+    a, b = random(4, 8), random(4, 8, seed=1)
+    fused(a.clone(), b)
+    assert fused.compiled is None  # off: never compiled
+
+    def not_compilable(x):  # a host read inside the graph: fullgraph compilation refuses it
+        return x.add_(float(x.sum().item()) if x.sum().item() > 0 else 1.0)
+
+    monkeypatch.setenv("FOLDCP_COMPILE", "1")
+    fused = pointwise._Fused(not_compilable)
+    x = random(5)
+    got = fused(x.clone())
+    assert fused.failed
+    torch.testing.assert_close(got, not_compilable(x.clone()))
