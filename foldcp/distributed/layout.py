@@ -11,6 +11,17 @@ from foldcp.distributed.pointwise import silu_gate_
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
 
 
+# Tokens are padded to a multiple of this on GPUs (grid padding, exact: padded tokens get
+# zero weight everywhere): a pair dimension like 2,500 leaves bf16 rows at 5,000-byte strides,
+# off the 16-byte alignment that cuBLAS's tensor-core kernels and Triton's vector loads want.
+GPU_TOKEN_MULTIPLE = 16
+
+
+def token_multiple(device: torch.device) -> int:
+    """The token padding multiple for folds on `device` (1 off GPUs: no padding needed)."""
+    return GPU_TOKEN_MULTIPLE if device.type == "cuda" else 1
+
+
 @dataclass(frozen=True)
 class Layout:
     grid: Grid

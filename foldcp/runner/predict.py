@@ -216,14 +216,14 @@ class BatchPredictor:
                               run_confidence_sequentially=True, **kwargs)
         from foldcp.distributed.comm import gather_pair
         from foldcp.distributed.grid import Grid
-        from foldcp.distributed.layout import Layout
+        from foldcp.distributed.layout import Layout, token_multiple
         from foldcp.distributed.model import DistBoltz2
 
         n = features["token_pad_mask"].shape[1]
         grid = self.grid or Grid(1, 1, 0)
         if self.grid is not None:
             check_same_features(features, self.device)
-        layout = Layout.for_tokens(grid, n)
+        layout = Layout.for_tokens(grid, n, token_multiple(self.device))
         out = DistBoltz2(self.model).predict(
             features, layout, sampling_steps=self.settings["sampling_steps"], **kwargs)
         pae = [gather_pair(out["pae_block"][k : k + 1, ..., None], grid, layout.n_padded)

@@ -315,9 +315,11 @@ def test_confidence_matches_serial(model_and_feats, rows, cols):
     run_on_grid(rows, cols, _confidence, *model_and_feats)
 
 
-def _end_to_end(grid, model, feats, confidence_z_to_host=None):
+def _end_to_end(grid, model, feats, confidence_z_to_host=None, multiple=1):
     n = feats["token_pad_mask"].shape[1]
-    layout = Layout.for_tokens(grid, n)
+    layout = Layout.for_tokens(grid, n, multiple)
+    if multiple > 1:  # the test's point: tokens padded beyond what the grid needs
+        assert layout.n_padded % multiple == 0 and layout.n_padded > grid.padded(n)
     settings = dict(recycling_steps=1, diffusion_samples=2)
     with torch.inference_mode():
         torch.manual_seed(7)
@@ -369,3 +371,11 @@ def test_representative_atoms_from_the_index_split_features_keeps():
             want = torch.bmm(one_hot, x)
             got = representative_atoms(feats, x).to(compute_dtype(x))
         assert got.dtype == want.dtype == torch.bfloat16 and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("rows, cols, multiple", [(1, 1, 8), (1, 2, 4)])
+def test_end_to_end_with_tokens_padded_for_alignment(model_and_feats, rows, cols, multiple):
+    """GPU folds pad tokens to a multiple of 16 (layout.token_multiple): the 19 tokens padded
+    to 24 on one rank and on 1×2 still give serial Boltz-2's result."""
+    model, feats = model_and_feats
+    run_on_grid(rows, cols, _end_to_end, model, with_random_msa(feats, 3, seed=9), None, multiple)
