@@ -48,7 +48,7 @@ def main() -> None:
 
     from foldcp.distributed.comm import gather_pair
     from foldcp.distributed.launch import init_from_env
-    from foldcp.distributed.layout import Layout
+    from foldcp.distributed.layout import Layout, token_multiple
     from foldcp.distributed.model import DistBoltz2
     from foldcp.distributed.pair_init import UNUSED_FEATURES, split_features
     from foldcp.model.sampling_precision import MODES, sampling_precision
@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--gpu-memory-gib", type=float, default=None,
                         help="cap PyTorch's allocations per GPU at this many GiB (a smaller "
                              "card's capacity on a larger one: 79.18 = an H100 80GB on an H200)")
+    parser.add_argument("--token-multiple", type=int, default=None,
+                        help="pad tokens to a multiple of this (default: foldcp's, "
+                             "layout.token_multiple: 16 on GPUs)")
     parser.add_argument("--warmup", action="store_true",
                         help="fold once untimed first (0 recycles, 2 steps, same complex), as the "
                              "stock bench warms up: kernels compiled, as in a batch after its first fold")
@@ -135,7 +138,9 @@ def main() -> None:
     if grid.size > 1:
         dist.barrier()
     feats = split_features(feats_cpu, device)
-    layout = Layout.for_tokens(grid, n)
+    multiple = args.token_multiple or token_multiple(device)
+    layout = Layout.for_tokens(grid, n, multiple)
+    row["token_multiple"], row["n_padded"] = multiple, layout.n_padded
     import foldcp.distributed.model as dist_model_module
     unwrapped_sample_structure = dist_model_module.sample_structure
     if args.warmup:
@@ -177,6 +182,15 @@ def main() -> None:
         dist_model = DistBoltz2(model, cuda_graphs=not args.no_cuda_graphs)
         row["cuda_graphs"] = not args.no_cuda_graphs
         dist_model.trunk.forward = timed_phase("trunk", dist_model.trunk.forward)
+        trunk_parts: dict[str, float] = {}  # the trunk's time by stage, summed over passes
+        row["trunk_parts_s"] = trunk_parts
+        trunk = dist_model.trunk  # modules: their forward is wrapped; msa_stage is a method
+        for part, owner, name in (("input_embedder", model.input_embedder, "forward"),
+                                  ("pair_init", trunk.pair_init, "forward"),
+                                  ("msa_stage", trunk, "msa_stage"),
+                                  ("pairformer", trunk.pairformer, "forward"),
+                                  ("distogram", trunk.distogram, "forward")):
+            setattr(owner, name, timed_part(trunk_parts, part, getattr(owner, name), sync))
         dist_model.confidence.forward = timed_phase("confidence", dist_model.confidence.forward)
         dist_model_module.sample_structure = timed_phase("diffusion", unwrapped_sample_structure)
         row["phases_s"] = phases
@@ -246,6 +260,16 @@ def profile_denoising_step(structure_module, step: int, row: dict, sync) -> None
         return result
 
     structure_module.preconditioned_network_forward = profiled
+
+
+def timed_part(totals: dict, name: str, fn, sync):
+    """fn, its GPU time added to totals[name] at each call (synchronised before and after)."""
+    def wrapper(*args, **kwargs):
+        sync(); started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        sync(); totals[name] = round(totals.get(name, 0.0) + time.perf_counter() - started, 3)
+        return result
+    return wrapper
 
 
 def emit(row: dict, out: str | None) -> None:

@@ -11,7 +11,10 @@
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
 #   speed     full default inference with TF32 sampling at each of SPEED_TOKENS (1000): foldcp
 #             1×1 after an untimed warm-up fold (cp_model.py --warmup: the stock bench warms up
-#             too), then stock Boltz-2 with its cuEquivariance kernels (.anchor) on the same GPU
+#             too), then, at those of STOCK_TOKENS (default: all), stock Boltz-2 with its
+#             cuEquivariance kernels (.anchor) on the same GPU
+#   unaligned the speed run of foldcp at UNALIGNED_TOKENS (2500) without the GPU token padding
+#             (--token-multiple 1): what aligning the pair dimension to 16 tokens buys
 # Usage (GPU machine, repo root). Carry .payload/whl .payload/cp .git-commit (+ .payload/old
 # for layer, .anchor for speed):
 #   PARTS="layer attention capacity speed" bash bench/one_gpu_session.sh $OUT
@@ -19,10 +22,10 @@ set -u
 out=${1:-bench/out}; mkdir -p "$out"; t0=$(date +%s)
 site=/tmp/foldcp-site
 [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .payload/whl/*.whl
-export PYTHONPATH="$PWD:$site" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD:$site" PYTHONUNBUFFERED=1 SPEED_TOKENS=${SPEED_TOKENS:-1000}
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 commit=$(cat .git-commit 2>/dev/null || echo unknown)
-echo "commit $commit parts ${PARTS:=layer attention capacity speed}"; nvidia-smi -L
+echo "commit $commit parts ${PARTS:=layer attention capacity speed unaligned}"; nvidia-smi -L
 source bench/cp_run.sh
 left() { echo $(( ${BUDGET_S:-570} - ($(date +%s) - t0) )); }
 layer() { # PYTHONPATH_FIRST LABEL ARGS...
@@ -41,12 +44,15 @@ for part in $PARTS; do
     capacity) CHECK_FINITE=1 cp_run 0 29701 "$(left)" capacity --no-serial \
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \
                 --gpu-memory-gib 79.18 ;;
-    speed) for n in ${SPEED_TOKENS:-1000}; do
+    speed) for n in $SPEED_TOKENS; do
              cp_run 0 29702 "$(left)" speed_foldcp --no-serial --tokens "$n" --recycling 3 --steps 200 \
                --sampling-precision tf32 --warmup
-             SITE=/tmp/site-stock OUT="$out/stock" BUDGET="$(left)" TIMEOUT="$(left)" MODES=full KERNELS=on \
-               bash .anchor/run_stock_sweep.sh "$n" 2>&1 | tail -n 4
+             case " ${STOCK_TOKENS:-$SPEED_TOKENS} " in *" $n "*)
+               SITE=/tmp/site-stock OUT="$out/stock" BUDGET="$(left)" TIMEOUT="$(left)" MODES=full \
+                 KERNELS=on bash .anchor/run_stock_sweep.sh "$n" 2>&1 | tail -n 4 ;; esac
            done ;;
+    unaligned) cp_run 0 29703 "$(left)" speed_foldcp --no-serial --tokens "${UNALIGNED_TOKENS:-2500}" \
+                 --recycling 3 --steps 200 --sampling-precision tf32 --warmup --token-multiple 1 ;;
     *) echo "unknown part $part" >&2 ;;
   esac
 done
