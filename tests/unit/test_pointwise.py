@@ -4,10 +4,17 @@ where compilation fails or is turned off."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
 from foldcp.distributed import pointwise
+
+
+# torch.compile on CPU writes C++: without a compiler the fused path cannot be checked here
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                    reason="torch.compile on CPU needs a C++ compiler")
 
 
 def eager_and_compiled(fn, make_args, monkeypatch):
@@ -25,6 +32,7 @@ def random(*shape, dtype=torch.float32, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
 
 
+@needs_compiler
 @pytest.mark.parametrize("with_keep", [False, True])
 def test_gate(with_keep, monkeypatch):
     def make():
@@ -35,6 +43,7 @@ def test_gate(with_keep, monkeypatch):
     assert not torch.equal(got, make()[0])  # the gate changed x
 
 
+@needs_compiler
 def test_add_gated_into_float32_from_bfloat16(monkeypatch):
     def make():  # z float32 (the pair track), the update in bf16 (autocast's output)
         return (random(1, 6, 5, 16), random(1, 6, 5, 16, dtype=torch.bfloat16, seed=1),
@@ -45,6 +54,7 @@ def test_add_gated_into_float32_from_bfloat16(monkeypatch):
     torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
 
 
+@needs_compiler
 def test_silu_gate(monkeypatch):
     want, got = eager_and_compiled(pointwise._silu_gate,
                                    lambda: (random(3, 7, 32), random(3, 7, 32, seed=1)), monkeypatch)
@@ -67,3 +77,21 @@ def test_off_and_failure_fall_back_to_eager(monkeypatch):
     got = fused(x.clone())
     assert fused.failed
     torch.testing.assert_close(got, not_compilable(x.clone()))
+
+
+def test_compiled_on_gpus_only_for_large_tensors(monkeypatch):
+    """On a GPU a chain is compiled from COMPILE_MIN_ELEMENTS elements (a compiled call's CPU
+    cost outweighs small kernels); off GPUs only when forced; never with FOLDCP_COMPILE=0."""
+    from types import SimpleNamespace
+
+    def tensor(elements, cuda=True):
+        return SimpleNamespace(is_cuda=cuda, numel=lambda: elements)
+
+    monkeypatch.delenv("FOLDCP_COMPILE", raising=False)
+    limit = pointwise.COMPILE_MIN_ELEMENTS
+    assert pointwise._wanted(tensor(limit)) and not pointwise._wanted(tensor(limit - 1))
+    assert not pointwise._wanted(tensor(limit, cuda=False))
+    monkeypatch.setenv("FOLDCP_COMPILE", "0")
+    assert not pointwise._wanted(tensor(10 * limit))
+    monkeypatch.setenv("FOLDCP_COMPILE", "1")
+    assert pointwise._wanted(tensor(1, cuda=False))
