@@ -5,10 +5,10 @@ over pair-sized tensors — gate = sigmoid(logits), update = value · gate, z +=
 PyTorch runs each operation as its own kernel, a full pass over memory: on an H200 these
 passes were about a third of a 2,048-token layer (bench/RESULTS.md, profile). Each function
 below is one chain, written with the PyTorch operations Boltz uses, in Boltz's order; on
-CUDA it runs compiled (one kernel that reads each input once and writes once; in float32 the
-values eager gives within float32 rounding, in bf16 within bf16 rounding — the fused kernel keeps intermediates such as
-sigmoid(logits) in float32 where eager rounds them to bf16), elsewhere — and where compilation
-is off or fails — eagerly.
+CUDA it runs compiled (one kernel that reads each input once and writes once; eager's values
+within float32 rounding in float32 and within bf16 rounding in bf16 — the fused kernel keeps
+intermediates such as sigmoid(logits) in float32 where eager rounds them to bf16), elsewhere
+— and where compilation is off or fails — eagerly.
 
     gate_(x, logits, keep)          x *= sigmoid(logits) (· keep, when keep is given): in place
     add_gated_(z, x, logits)        z += x · sigmoid(logits): in place
