@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from foldcp.distributed import triton_layer_norm
-from foldcp.distributed.pointwise import silu_gate_
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
+from foldcp.distributed.pointwise import silu_gate_
 
 
 # Tokens are padded to a multiple of this on GPUs (grid padding, exact: padded tokens get

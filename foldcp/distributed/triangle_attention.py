@@ -194,14 +194,12 @@ def qkvg_projection(mha: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     divides q after its projection) and the four projections of a chunk made by one GEMM that
     reads it once. Bias None where none of the four has one (Boltz 2.2.1's)."""
     scale = 1.0 / math.sqrt(mha.c_hidden)
-    layers = (mha.linear_q, mha.linear_k, mha.linear_v, mha.linear_g)
-    weight = torch.cat([layer.weight * (scale if layer is mha.linear_q else 1.0) for layer in layers])
-    if all(layer.bias is None for layer in layers):
+    parts = ((mha.linear_q, scale), (mha.linear_k, 1.0), (mha.linear_v, 1.0), (mha.linear_g, 1.0))
+    weight = torch.cat([layer.weight * factor for layer, factor in parts])
+    if all(layer.bias is None for layer, _ in parts):
         return weight, None
-    biases = [torch.zeros(layer.out_features, dtype=weight.dtype, device=weight.device)
-              if layer.bias is None else layer.bias * (scale if layer is mha.linear_q else 1.0)
-              for layer in layers]
-    return weight, torch.cat(biases)
+    return weight, torch.cat([weight.new_zeros(layer.out_features) if layer.bias is None
+                              else layer.bias * factor for layer, factor in parts])
 
 
 def _check_outer_product(mask: torch.Tensor) -> None:

@@ -125,7 +125,5 @@ KEEP_Z_INIT_FREE_Z = 6.0  # see DistTrunk.recompute_z_init
 def short_of_memory(z_bytes: int, device: torch.device, blocks: float = HOST_BELOW_FREE_Z) -> bool:
     """Whether this process can allocate less on `device` (reusable cached blocks included,
     a per-process memory cap respected: memory.py) than `blocks` pair blocks of z_bytes each;
-    False off GPUs."""
-    if device.type != "cuda":
-        return False
+    False off GPUs (unbounded there)."""
     return allocatable_bytes(device) < blocks * z_bytes

@@ -245,3 +245,25 @@ def test_fused_path_refuses_a_pair_mask_it_cannot_represent(fused_path_on_cpu):
     run_on_grid(1, 1, fused_with_mask, "outer product")
     with pytest.raises(Exception, match="outer-product pair mask"):
         run_on_grid(1, 1, fused_with_mask, "not an outer product")
+
+
+def test_qkvg_projection_equals_the_four_projections():
+    """One GEMM gives Boltz's q / √d, k, v and gate logits, with and without a gate bias
+    (Boltz 2.2.1's triangle attention has none; the bias branch is for modules that do)."""
+    import math
+
+    from foldcp.distributed.triangle_attention import qkvg_projection
+
+    mha = build("tri_att_start", torch.float64).mha
+    x = torch.randn(5, mha.linear_q.in_features, dtype=torch.float64)
+    for gate_bias in (None, torch.randn(mha.linear_g.out_features, dtype=torch.float64)):
+        if gate_bias is not None:
+            mha.linear_g.bias = torch.nn.Parameter(gate_bias)
+        weight, bias = qkvg_projection(mha)
+        assert (bias is None) == (gate_bias is None)
+        q, k, v, g = torch.nn.functional.linear(x, weight, bias).chunk(4, dim=-1)
+        with torch.no_grad():
+            torch.testing.assert_close(q, mha.linear_q(x) / math.sqrt(mha.c_hidden))
+            torch.testing.assert_close(k, mha.linear_k(x))
+            torch.testing.assert_close(v, mha.linear_v(x))
+            torch.testing.assert_close(g, mha.linear_g(x))
