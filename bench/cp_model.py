@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--profile-step", type=int, default=None, metavar="K",
                         help="profile the K-th denoising step: wall vs GPU-busy time and the "
                              "top GPU ops (is the step launch-bound?) go into the row")
+    parser.add_argument("--profile-pairformer", type=int, default=None, metavar="K",
+                        help="profile the K-th Pairformer pass of the trunk (one per recycle): "
+                             "GPU ms per sub-layer label (summed over its layers) and top kernels")
     parser.add_argument("--no-cuda-graphs", action="store_true",
                         help="run the denoising steps eagerly (default: CUDA graphs on 1 GPU)")
     parser.add_argument("--sampling-precision", nargs="+", default=["float32"], choices=MODES,
@@ -195,7 +198,11 @@ def main() -> None:
         dist_model_module.sample_structure = timed_phase("diffusion", unwrapped_sample_structure)
         row["phases_s"] = phases
         if args.profile_step and mode == args.sampling_precision[0]:
-            profile_denoising_step(model.structure_module, args.profile_step, row, sync)
+            profile_kth_call(model.structure_module, "preconditioned_network_forward",
+                             args.profile_step, row, "step_profile", sync)
+        if args.profile_pairformer and mode == args.sampling_precision[0]:
+            profile_kth_call(trunk.pairformer, "forward", args.profile_pairformer, row,
+                             "pairformer_profile", sync)
         try:
             with torch.inference_mode(), autocast, \
                     sampling_precision(model.structure_module, mode):
@@ -231,17 +238,18 @@ def main() -> None:
         dist.destroy_process_group()
 
 
-def profile_denoising_step(structure_module, step: int, row: dict, sync) -> None:
-    """Profile the `step`-th call of the score network (one denoising step): its wall time,
-    the GPU's busy time and the top GPU ops land in row["step_profile"]."""
+def profile_kth_call(owner, name: str, k: int, row: dict, key: str, sync, top: int = 25) -> None:
+    """Profile the k-th call of owner.<name> (a denoising step, a Pairformer pass): its wall
+    time, the GPU's busy time, GPU ms per foldcp.* record_function label (summed over calls
+    inside it) and the top GPU ops land in row[key]."""
     from torch.profiler import ProfilerActivity, profile
 
-    original = structure_module.preconditioned_network_forward
+    original = getattr(owner, name)
     calls = [0]
 
     def profiled(*args, **kwargs):
         calls[0] += 1
-        if calls[0] != step:
+        if calls[0] != k:
             return original(*args, **kwargs)
         sync()
         started = time.perf_counter()
@@ -249,17 +257,22 @@ def profile_denoising_step(structure_module, step: int, row: dict, sync) -> None
             result = original(*args, **kwargs)
             sync()
         wall = time.perf_counter() - started
-        events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+        averages = prof.key_averages()
+        labels = {e.key: round(e.device_time_total / 1e3, 2) for e in averages
+                  if e.key.startswith("foldcp.")}
+        events = [e for e in averages if e.self_device_time_total > 0]
         events.sort(key=lambda e: e.self_device_time_total, reverse=True)
-        row["step_profile"] = {
+        row[key] = {
             "wall_ms": round(wall * 1e3, 2),
             "gpu_busy_ms": round(sum(e.self_device_time_total for e in events) / 1e3, 2),
             "gpu_events": sum(e.count for e in events),
-            "top_ops_ms": {e.key[:70]: round(e.self_device_time_total / 1e3, 2) for e in events[:15]},
+            "labels_ms": labels,
+            "top_ops_ms": {f"{e.key[:90]} x{e.count}": round(e.self_device_time_total / 1e3, 2)
+                           for e in events[:top]},
         }
         return result
 
-    structure_module.preconditioned_network_forward = profiled
+    setattr(owner, name, profiled)
 
 
 def timed_part(totals: dict, name: str, fn, sync):

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Issue-8 runs for a session lent only one GPU (nvidia-h200 / nvidia-h100), one device call
 # under the 10-minute limit. PARTS picks, in this order (default: all):
-#   layer     one PairformerLayer, foldcp 1×1 at LAYER_TOKENS (1,024 2,048 3,072): the code in
+#   layer     one PairformerLayer, foldcp 1×1 at LAYER_TOKENS (1,024 2,048 3,072), padded to a
+#             multiple of LAYER_MULTIPLE (1; 16 = as folds run, padded tokens masked): the code in
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
 #             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
 #             then this tree's as it runs, profiled (sub-layers and top kernels)
-#   attention the triangle-attention kernels at 2,048 and 3,072 tokens with the Triton tile /
-#             rows-per-program sweep (bench/attention_kernels.py --sweep)
+#   attention the triangle-attention kernels at ATTENTION_TOKENS (2,048 3,072): .payload/old's
+#             if present, then this tree's; SWEEP=1 adds the Triton tile sweep
+#   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
+#   profile   one fold at PROFILE_TOKENS (2500), 1 recycle, 3 steps, eager steps: its second
+#             Pairformer pass and second denoising step profiled (cp_model.py --profile-*)
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
 #   speed     full default inference with TF32 sampling at each of SPEED_TOKENS (1000): foldcp
@@ -30,7 +34,8 @@ source bench/cp_run.sh
 left() { echo $(( ${BUDGET_S:-570} - ($(date +%s) - t0) )); }
 layer() { # PYTHONPATH_FIRST LABEL ARGS...
   PYTHONPATH="$1:$PYTHONPATH" timeout -k 5 "$(left)" python3 bench/pairformer_layer.py --foldcp-only \
-    --tokens ${LAYER_TOKENS:-1024 2048 3072} --repeat 3 --label "$2" --out "$out/layer.jsonl" "${@:3}" 2>&1 \
+    --tokens ${LAYER_TOKENS:-1024 2048 3072} --token-multiple "${LAYER_MULTIPLE:-1}" --repeat 3 \
+    --label "$2" --out "$out/layer.jsonl" "${@:3}" 2>&1 \
     | grep -v "^W1\|^\s*$" | cut -c1-1500 | tail -n 40
 }
 for part in $PARTS; do
@@ -39,8 +44,17 @@ for part in $PARTS; do
     layer) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old
            FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager"  # the element-wise chains unfused
            layer "$PWD" "$commit" --profile --top 40 ;;
-    attention) timeout -k 5 "$(left)" python3 bench/attention_kernels.py --tokens 2048 3072 --sweep \
-                 --out "$out/attention.jsonl" 2>&1 | grep -v "^{" | tail -n 45 ;;
+    attention) for code in old new; do
+                 [ $code = old ] && { [ -d .payload/old/foldcp ] || continue; first="$PWD/.payload/old:"; } || first=""
+                 echo "-- $code kernel"
+                 PYTHONPATH="$first$PYTHONPATH" timeout -k 5 "$(left)" python3 bench/attention_kernels.py \
+                   --tokens ${ATTENTION_TOKENS:-2048 3072} ${SWEEP:+--sweep} --out "$out/attention_$code.jsonl" 2>&1 \
+                   | grep -v "^{" | tail -n 45
+               done ;;
+    gemm) timeout -k 5 "$(left)" python3 bench/trimul_gemm.py --tokens ${GEMM_TOKENS:-2048 2512} \
+            --out "$out/gemm.jsonl" 2>&1 | grep -v "^{" ;;
+    profile) cp_run 0 29704 "$(left)" profile --no-serial --tokens "${PROFILE_TOKENS:-2500}" --recycling 1 \
+               --steps 3 --no-cuda-graphs --sampling-precision tf32 --profile-pairformer 2 --profile-step 2 ;;
     capacity) CHECK_FINITE=1 cp_run 0 29701 "$(left)" capacity --no-serial \
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \
                 --gpu-memory-gib 79.18 ;;

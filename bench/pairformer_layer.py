@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12, help="kernels listed per profile")
     parser.add_argument("--foldcp-only", action="store_true",
                         help="skip the serial Boltz layer on one GPU")
+    parser.add_argument("--token-multiple", type=int, default=1,
+                        help="pad N to a multiple of this as GPU folds do (layout.token_multiple),"
+                             " the padded tokens masked: the layer as it runs inside a fold")
     parser.add_argument("--label", default=None, help="recorded in each row (e.g. the code's commit)")
     args = parser.parse_args()
     rows = cols = None
@@ -102,20 +105,21 @@ def main() -> None:
     dist_layer = DistPairformerLayer(layer)
     results = []
     for n in args.tokens:
-        layout = Layout.for_tokens(grid, n)
+        layout = Layout.for_tokens(grid, n, args.token_multiple)
         rows_n = layout.rows.stop - layout.rows.start
         cols_n = layout.cols.stop - layout.cols.start
         gen = torch.Generator(device=device).manual_seed(grid.rank)
         z = torch.randn(1, rows_n, cols_n, C_Z, device=device, generator=gen)
         s = torch.randn(1, layout.n_padded, C_S, device=device, generator=gen)
-        mask = torch.ones(1, layout.n_padded, device=device)
-        pair_mask = torch.ones(1, rows_n, cols_n, device=device)
+        mask = (torch.arange(layout.n_padded, device=device) < n).float()[None]  # padding: 0
+        pair_mask = mask[:, layout.rows, None] * mask[:, None, layout.cols]
         runs = [("foldcp", lambda: dist_layer(s, z, mask, pair_mask, layout))]
         if grid.size == 1 and not args.foldcp_only:
             chunk = 128 if n > 1536 else 512  # what Boltz's PairformerModule passes
             runs.insert(0, ("boltz_serial", lambda: layer(s, z, mask, pair_mask, chunk)))
         for name, fn in runs:
-            row = {"impl": name, "tokens": n, "grid": f"{grid.rows}x{grid.cols}",
+            row = {"impl": name, "tokens": n, "n_padded": layout.n_padded,
+                   "grid": f"{grid.rows}x{grid.cols}",
                    "gpus": grid.size, "label": args.label,
                    "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
             try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
 from foldcp.distributed.atom_transformer import DistAtomTransformer
@@ -211,12 +212,15 @@ class DistTokenTransformer(nn.Module):
         s = pad_tokens(s, layout.n_padded, (1,))
         mask = pad_tokens(mask, layout.n_padded, (1,))
         for index, (layer, attention) in enumerate(zip(self.serial.layers, self.attention)):
-            b = layer.adaln(a, s)
-            b = attention(b, bias.layer(index), mask, b, layout, multiplicity=multiplicity)
-            b = layer.output_projection(s) * b
-            a = a + b
-            a = a + layer.transition(a, s)
-            a = layer.post_lnorm(a)
+            # record_function labels: bench/cp_model.py --profile-step splits a step's time
+            with record_function("foldcp.token_attention"):
+                b = layer.adaln(a, s)
+                b = attention(b, bias.layer(index), mask, b, layout, multiplicity=multiplicity)
+                b = layer.output_projection(s) * b
+                a = a + b
+            with record_function("foldcp.token_transition"):
+                a = a + layer.transition(a, s)
+                a = layer.post_lnorm(a)
         return a[:, :n]
 
 
