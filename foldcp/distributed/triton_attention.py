@@ -96,7 +96,7 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
                  queries, keys,
                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 PRECISION: tl.constexpr):
+                 PRECISION: tl.constexpr, LOG2E: tl.constexpr = 1.4426950408889634):
         # 64-bit offsets: row × row stride and head × head stride can pass 2^31 at large N
         row = tl.program_id(0).to(tl.int64)
         block = tl.program_id(1).to(tl.int64)
@@ -118,12 +118,16 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
             in_n = offs_n < keys
             k_t = tl.load(k_base + offs_n[None, :] * sk_n + offs_d[:, None],
                           mask=in_n[None, :] & in_d[:, None], other=0.0)
-            scores = tl.dot(q, k_t, input_precision=PRECISION)
-            bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :], other=0.0)
-            scores = tl.where(in_n[None, :], scores + bias.to(tl.float32), float("-inf"))
+            # keys past the end get a -inf bias from the load itself (their k is 0), so no
+            # select over the scores: per-score CUDA-core work is what bounds this kernel at
+            # d = 32, not the tensor cores
+            bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :],
+                           other=float("-inf"))
+            scores = tl.dot(q, k_t, input_precision=PRECISION) + bias.to(tl.float32)
             new_max = tl.maximum(running_max, tl.max(scores, axis=1))
-            weights = tl.exp(scores - new_max[:, None])
-            rescale = tl.exp(running_max - new_max)
+            # exp(x - m) as exp2(x·log2e - m·log2e): one fused multiply-add per score
+            weights = tl.math.exp2(scores * LOG2E - (new_max * LOG2E)[:, None])
+            rescale = tl.math.exp2((running_max - new_max) * LOG2E)
             running_sum = running_sum * rescale + tl.sum(weights, axis=1)
             v = tl.load(v_base + offs_n[:, None] * sv_n + offs_d[None, :],
                         mask=in_n[:, None] & in_d[None, :], other=0.0)
