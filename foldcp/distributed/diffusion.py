@@ -85,7 +85,10 @@ class ShardedPairBias:
             with torch.autocast("cuda", dtype=self.autocast_dtype, enabled=self.autocast_enabled):
                 return projection(strip)
 
-        return assemble_rows(rows, z.shape[1], strip_rows(z.shape[1]))
+        per_head = assemble_rows(rows, z.shape[1], strip_rows(z.shape[1]))  # [B, I, J, H]
+        # the same [B, I, J, H] tensor, its memory heads first: the attention's Rearrange to
+        # [B, H, I, J] is then a contiguous view, as its fused kernel reads the bias
+        return per_head.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
 
     def layer(self, index: int) -> torch.Tensor:
         """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in the dtype it was

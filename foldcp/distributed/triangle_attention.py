@@ -32,6 +32,7 @@ import math
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from foldcp.distributed import fused_attention
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
@@ -100,16 +101,20 @@ class DistTriangleAttention(nn.Module):
             _check_outer_product(mask)
         weight, bias = qkvg_projection(mha)
         def rows_of_output(r0: int, r1: int) -> torch.Tensor:
-            # q, k, v and the gate's logits from one GEMM: each chunk of x read once
-            q, k, v, g = torch.nn.functional.linear(x[:, r0:r1], weight, bias).chunk(4, dim=-1)
+            # (record_function labels: bench profiles split the sub-layer's time)
+            with record_function("foldcp.tri_att.qkvg"):
+                # q, k, v and the gate's logits from one GEMM: each chunk of x read once
+                q, k, v, g = torch.nn.functional.linear(x[:, r0:r1], weight, bias).chunk(4, dim=-1)
             q, k, v = heads_view(q), heads_view(k), heads_view(v)
             blocks = self._key_blocks(k, v, mask[:, r0:r1], layout)
-            if fused:
-                o = self._fused_blocks(q, blocks, bias_rows, layout)
-            else:
-                o = self._streamed_blocks(q, blocks, bias_rows, layout)
-            gated = gate_(o, g.view(batch, r1 - r0, cols, heads, width), None)  # o · sigmoid(g)
-            return mha.linear_o(gated.reshape(batch, r1 - r0, cols, heads * width))
+            with record_function("foldcp.tri_att.attention"):
+                if fused:
+                    o = self._fused_blocks(q, blocks, bias_rows, layout)
+                else:
+                    o = self._streamed_blocks(q, blocks, bias_rows, layout)
+            with record_function("foldcp.tri_att.gate_out"):
+                gated = gate_(o, g.view(batch, r1 - r0, cols, heads, width), None)  # o · sigmoid(g)
+                return mha.linear_o(gated.reshape(batch, r1 - r0, cols, heads * width))
 
         return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused),
                              transposed=transposed_out, into=into)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from foldcp.distributed.comm import transpose_pair
 from foldcp.distributed.layout import (
@@ -59,22 +60,32 @@ class DistTriangleMultiplication(nn.Module):
         # (one host sync; the usual case, with no padded tokens in the block)
         keep = None if bool(keep.min() == 1) else keep
 
-        def gated(start: int, end: int) -> torch.Tensor:
-            """Channels [start, end) of Boltz's p_in(x) * sigmoid(g_in(x)), masked, as
-            [B, d, I, J]; Boltz casts them to float32, which autocast casts back for the
-            product."""
-            projected = gate_(torch.matmul(m.p_in.weight[start:end], positions),
-                              torch.matmul(m.g_in.weight[start:end], positions), keep)
-            return (projected if autocast else projected.float()).view(batch, end - start, rows, cols)
+        def gated(c0: int, c1: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """Channels [c0, c1) of a and of b: Boltz's p_in(x) * sigmoid(g_in(x)), masked, as
+            [B, d, I, J] each. Their four projections come from one GEMM (x read once per
+            chunk, not four times: at d = 32 output rows the GEMM is bound by reading x).
+            Boltz casts them to float32, which autocast casts back for the product."""
+            d = c1 - c0
+            weight = torch.cat([m.p_in.weight[c0:c1], m.g_in.weight[c0:c1],
+                                m.p_in.weight[channels + c0:channels + c1],
+                                m.g_in.weight[channels + c0:channels + c1]])
+            projected = torch.matmul(weight, positions)  # [B, 4d, I·J]
+            if not autocast:
+                projected = projected.float()
+            a = gate_(projected[:, :d], projected[:, d:2 * d], keep)
+            b = gate_(projected[:, 2 * d:3 * d], projected[:, 3 * d:], keep)
+            return a.view(batch, d, rows, cols), b.view(batch, d, rows, cols)
 
         product = None
         chunk = self.channel_chunk or -(-channels // 4)
         for c0, c1 in row_chunks(channels, chunk):
-            a, b = gated(c0, c1), gated(channels + c0, channels + c1)
-            if self.outgoing:
-                part = summa(a, _transposed(b, layout), layout)
-            else:
-                part = summa(_transposed(a, layout), b, layout)
+            with record_function("foldcp.tri_mul.project"):
+                a, b = gated(c0, c1)
+            with record_function("foldcp.tri_mul.product"):
+                if self.outgoing:
+                    part = summa(a, _transposed(b, layout), layout)
+                else:
+                    part = summa(_transposed(a, layout), b, layout)
             del a, b
             if product is None:
                 product = part.new_empty((batch, channels, rows, cols))
@@ -89,11 +100,12 @@ class DistTriangleMultiplication(nn.Module):
             return m.p_out(normed), m.g_out(x[:, r0:r1])
 
         chunk = -(-rows // 4)
-        if into is None:
-            return assemble_rows(lambda r0, r1: gate_(*output_rows(r0, r1), None), rows, chunk)
-        for r0, r1 in row_chunks(rows, chunk):  # into += p · sigmoid(g), one pass per chunk
-            add_gated_(into[:, r0:r1], *output_rows(r0, r1))
-        return into
+        with record_function("foldcp.tri_mul.output"):
+            if into is None:
+                return assemble_rows(lambda r0, r1: gate_(*output_rows(r0, r1), None), rows, chunk)
+            for r0, r1 in row_chunks(rows, chunk):  # into += p · sigmoid(g), one pass per chunk
+                add_gated_(into[:, r0:r1], *output_rows(r0, r1))
+            return into
 
 
 def _transposed(block: torch.Tensor, layout: Layout) -> torch.Tensor:

@@ -1,10 +1,14 @@
 """Flash attention with one bias shared by every row — triangle attention's shape — in Triton.
 
-    out, lse = shared_bias_attention(q, k, v, bias)
+    out, lse = shared_bias_attention(q, k, v, bias, key_bias=None, scale=1.0)
     q: [G, H, L, d], k, v: [G, H, K, d] (any strides with the last one 1, e.g. the projections'
-    head-split views), bias: [H, L, K] shared by all G rows (already in q's scale)
-    out: [G, H, L, d] in q's dtype = softmax_k(q·kᵀ + bias) v (a view of [G, L, H, d]
-    memory); lse: [G, H, L] float32
+    head-split views), bias: [H, L, K] shared by all G rows, key_bias: [G, K] per row (masks)
+    out: [G, H, L, d] in q's dtype = softmax_k(scale·q·kᵀ + bias + key_bias) v (a view of
+    [G, L, H, d] memory); lse: [G, H, L] float32
+
+The same shape is the single track's attention with pair bias (AttentionPairBias): there G
+are the samples of one complex that share its [H, N, N] bias (the diffusion transformer's
+multiplicity), and key_bias carries the token mask.
 
 Why a kernel of our own: in triangle attention every row i of the pair tensor attends over
 its own keys with the SAME [H, J, K] bias. PyTorch's memory-efficient kernel reads a full
@@ -16,7 +20,8 @@ programs are launched row-fastest, so the programs running together share the sa
 tile and read it from L2 rather than memory.
 
 Exact softmax (float32 running max and sum); float32 inputs multiply in full float32
-("ieee"), not TF32, so the distributed tests' float32 tolerances hold. The log-sum-exp lets
+("ieee") unless float32 matmuls may use TF32 (torch.backends.cuda.matmul.allow_tf32, as the
+`tf32` sampling mode sets), so the distributed tests' float32 tolerances hold. The log-sum-exp lets
 key blocks held by other ranks be merged exactly (fused_attention.LseMerge). Runs on CUDA,
 and on CPU under Triton's interpreter (TRITON_INTERPRET=1), which is how the tests check it.
 """
@@ -32,6 +37,8 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
 CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
+# float32 tiles take twice the shared memory (128 × 64 × 4 bytes for q at d = 48 → 64)
+CONFIG_FLOAT32 = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}
 
 
 def available(x: torch.Tensor) -> bool:
@@ -47,30 +54,39 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                          key_bias: torch.Tensor | None = None,
+                          scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """See the module docstring."""
     rows, heads, queries, width = q.shape
     keys = k.shape[2]
     assert bias.shape == (heads, queries, keys), (bias.shape, q.shape, k.shape)
     for t in (q, k, v, bias):
         assert t.stride(-1) == 1, "last dimension must be contiguous"
+    if key_bias is not None:
+        assert key_bias.shape == (rows, keys) and key_bias.stride(-1) == 1, key_bias.shape
     # [G, H, L, d] view of [G, L, H, d] memory: the token-major layout the caller's gate and
     # output projection read, so no copy follows
     out = q.new_empty((rows, queries, heads, width)).transpose(1, 2)
     lse = torch.empty((rows, heads, queries), dtype=torch.float32, device=q.device)
-    config = {**CONFIG, "BLOCK_M": 64} if _interpreting() else CONFIG
+    float32 = q.dtype == torch.float32
+    config = CONFIG_FLOAT32 if float32 else CONFIG
+    if _interpreting():
+        config = {**config, "BLOCK_M": 64}
+    precision = "ieee" if float32 and not torch.backends.cuda.matmul.allow_tf32 else "tf32"
 
     def grid(meta):  # rows fastest: programs launched together share (query block, head)
         return (rows, triton.cdiv(queries, meta["BLOCK_M"]), heads)
 
+    has_key_bias = key_bias is not None
     _kernel()[grid](
-        q, k, v, bias, out, lse,
+        q, k, v, bias, key_bias if has_key_bias else lse, out, lse,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride()[:2],
+        key_bias.stride(0) if has_key_bias else 0,
         *out.stride()[:3], *lse.stride(),
-        queries, keys,
+        queries, keys, float(scale),
         HEAD_DIM=width, BLOCK_D=max(16, triton.next_power_of_2(width)),
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", **config,
+        PRECISION=precision, HAS_KEY_BIAS=has_key_bias, **config,
     )
     return out, lse
 
@@ -90,13 +106,14 @@ def _kernel():
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(Q, K, V, Bias, Out, Lse,
-                 sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l,
+    def _forward(Q, K, V, Bias, KeyBias, Out, Lse,
+                 sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l, skb_g,
                  so_g, so_h, so_l, sl_g, sl_h, sl_l,
-                 queries, keys,
+                 queries, keys, scale,
                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 PRECISION: tl.constexpr, LOG2E: tl.constexpr = 1.4426950408889634):
+                 PRECISION: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
+                 LOG2E: tl.constexpr = 1.4426950408889634):
         # 64-bit offsets: row × row stride and head × head stride can pass 2^31 at large N
         row = tl.program_id(0).to(tl.int64)
         block = tl.program_id(1).to(tl.int64)
@@ -123,7 +140,10 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
             # d = 32, not the tensor cores
             bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :],
                            other=float("-inf"))
-            scores = tl.dot(q, k_t, input_precision=PRECISION) + bias.to(tl.float32)
+            scores = tl.dot(q, k_t, input_precision=PRECISION) * scale + bias.to(tl.float32)
+            if HAS_KEY_BIAS:
+                key_bias = tl.load(KeyBias + row * skb_g + offs_n, mask=in_n, other=float("-inf"))
+                scores += key_bias.to(tl.float32)[None, :]
             new_max = tl.maximum(running_max, tl.max(scores, axis=1))
             # exp(x - m) as exp2(x·log2e - m·log2e): one fused multiply-add per score
             weights = tl.math.exp2(scores * LOG2E - (new_max * LOG2E)[:, None])

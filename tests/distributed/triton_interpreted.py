@@ -12,6 +12,8 @@ on before Triton is imported). Prints "all checks passed" when every check holds
 3. Both kernels inside the distributed layers on CPU grids (fused path, float32) vs serial
    Boltz; each rank reports how many attention and LayerNorm kernel calls it made, so the
    paths are proven taken.
+4. The diffusion token transformer (attention with its cached pair bias shared by 2 samples,
+   a masked token) on 1×1 and 1×2 vs Boltz's DiffusionTransformer, the kernel's calls counted.
 """
 
 import os
@@ -36,6 +38,15 @@ def check_kernel_alone() -> None:
             bias[:, :, 5] = -1e9 if dtype == torch.float32 else -6e4
             out, lse = triton_attention.shared_bias_attention(q, k, v, bias)
             scores = q.double() @ k.double().mT + bias.double()
+            want = torch.softmax(scores, dim=-1) @ v.double()
+            torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
+            torch.testing.assert_close(lse.double(), torch.logsumexp(scores, dim=-1), rtol=tol, atol=tol)
+            # with a scale and a per-row key bias (the single track's token mask)
+            key_bias = torch.randn(rows, keys).to(dtype)
+            key_bias[1, 60:] = -1e6 if dtype == torch.float32 else -6e4
+            out, lse = triton_attention.shared_bias_attention(q, k, v, bias, key_bias=key_bias,
+                                                              scale=0.3)
+            scores = 0.3 * (q.double() @ k.double().mT) + bias.double() + key_bias.double()[:, None, None]
             want = torch.softmax(scores, dim=-1) @ v.double()
             torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
             torch.testing.assert_close(lse.double(), torch.logsumexp(scores, dim=-1), rtol=tol, atol=tol)
@@ -92,9 +103,9 @@ def count_kernel_calls(grid, kind, n, dtype, seed):
     def counted(module, name, key):
         original = getattr(module, name)
 
-        def wrapper(*args):
+        def wrapper(*args, **kwargs):
             calls[key] += 1
-            return original(*args)
+            return original(*args, **kwargs)
         setattr(module, name, wrapper)
 
     counted(triton_attention, "shared_bias_attention", "attention")
@@ -104,6 +115,48 @@ def count_kernel_calls(grid, kind, n, dtype, seed):
     return calls
 
 
+def token_transformer_vs_boltz(grid) -> int:
+    """foldcp's token transformer on the fused path vs Boltz's (float32, multiplicity 2);
+    returns this rank's attention-kernel calls."""
+    from boltz.model.modules.transformersv2 import DiffusionTransformer
+    from foldcp.distributed.diffusion import DistTokenTransformer, ShardedPairBias
+    from foldcp.distributed.layout import Layout
+    from foldcp.model.weights import randomize_weights
+
+    depth, heads, dim, c_z, n, samples = 2, 2, 16, 8, 13, 2
+    torch.manual_seed(0)
+    serial = DiffusionTransformer(depth, heads, dim, dim).eval()
+    projections = torch.nn.ModuleList(
+        torch.nn.Sequential(torch.nn.LayerNorm(c_z), torch.nn.Linear(c_z, heads, bias=False))
+        for _ in range(depth))
+    randomize_weights(serial, seed=2, std=0.3)
+    randomize_weights(projections, seed=3, std=0.3)
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(samples, n, dim, generator=gen)
+    s = torch.randn(samples, n, dim, generator=gen)
+    z = torch.randn(1, n, n, c_z, generator=gen)
+    mask = torch.ones(samples, n)
+    mask[:, 4] = 0
+    layout = Layout.for_tokens(grid, n)
+    calls = [0]
+    original = triton_attention.shared_bias_attention
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    triton_attention.shared_bias_attention = counted
+    with torch.inference_mode():
+        bias = torch.cat([projection(z) for projection in projections], dim=-1)
+        want = serial(a, s, bias=bias, mask=mask, multiplicity=samples)
+        sharded = ShardedPairBias(layout.shard_pair(z), projections)
+        got = DistTokenTransformer(serial, layout)(a, s, sharded, mask=mask, multiplicity=samples)
+    real = mask[0] > 0
+    assert want.abs().mean() > 1e-2
+    torch.testing.assert_close(got[:, real], want[:, real], rtol=1e-5, atol=2e-5)
+    return calls[0]
+
+
 def main() -> None:
     assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
     check_kernel_alone()
@@ -111,12 +164,15 @@ def main() -> None:
     check_layer_norm_offsets_past_2_31()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
-                             ("tri_mul_in", 2, 1),
+                             ("tri_mul_in", 2, 1), ("attention", 1, 1), ("attention", 1, 2),
                              ("layer", 2, 1)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
         for rank_calls in calls:
             assert rank_calls["layer_norm"] > 0, (kind, rows, cols, calls)
             assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
+    for rows, cols in ((1, 1), (1, 2)):
+        calls = run_on_grid(rows, cols, token_transformer_vs_boltz)
+        assert all(count == 2 for count in calls), (rows, cols, calls)  # one per layer
     print("all checks passed")
 
 
