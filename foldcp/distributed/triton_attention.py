@@ -36,10 +36,9 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
-# ROWS: rows g per program sharing each bias tile (1 or 2).
-CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3, "ROWS": 1}
+CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
 # float32 tiles take twice the shared memory (128 × 64 × 4 bytes for q at d = 48 → 64)
-CONFIG_FLOAT32 = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2, "ROWS": 1}
+CONFIG_FLOAT32 = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}
 
 
 def available(x: torch.Tensor) -> bool:
@@ -77,7 +76,7 @@ def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bia
     precision = "ieee" if float32 and not torch.backends.cuda.matmul.allow_tf32 else "tf32"
 
     def grid(meta):  # rows fastest: programs launched together share (query block, head)
-        return (triton.cdiv(rows, meta["ROWS"]), triton.cdiv(queries, meta["BLOCK_M"]), heads)
+        return (rows, triton.cdiv(queries, meta["BLOCK_M"]), heads)
 
     has_key_bias = key_bias is not None
     _kernel()[grid](
@@ -85,7 +84,7 @@ def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bia
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *bias.stride()[:2],
         key_bias.stride(0) if has_key_bias else 0,
         *out.stride()[:3], *lse.stride(),
-        rows, queries, keys, float(scale),
+        queries, keys, float(scale),
         HEAD_DIM=width, BLOCK_D=max(16, triton.next_power_of_2(width)),
         PRECISION=precision, HAS_KEY_BIAS=has_key_bias, **config,
     )
@@ -98,100 +97,64 @@ _KERNELS: dict[bool, object] = {}
 def _kernel():
     """The jitted kernel, made on first use: whether Triton interprets it (CPU) or compiles
     it (GPU) is decided when it is decorated, so a test can switch to the interpreter by
-    setting TRITON_INTERPRET=1 before the first call. The kernel's helper is jitted with it
-    (the kernel finds it by its global name when it is compiled)."""
+    setting TRITON_INTERPRET=1 before the first call."""
     interpreting = _interpreting()
     if interpreting not in _KERNELS:
-        globals()["_online_step"] = triton.jit(_online_step_body)
         _KERNELS[interpreting] = triton.jit(_forward)
     return _KERNELS[interpreting]
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _online_step_body(q, k_t, v, bias, acc, running_max, running_sum, scale,
-                     PRECISION: tl.constexpr, LOG2E: tl.constexpr):
-        """One key block of the online softmax for one row: (acc, max, sum) updated. bias: the
-        block's float32 additive bias (-inf past the last key)."""
-        scores = tl.dot(q, k_t, input_precision=PRECISION) * scale + bias
-        new_max = tl.maximum(running_max, tl.max(scores, axis=1))
-        # exp(x - m) as exp2(x·log2e - m·log2e): one fused multiply-add per score
-        weights = tl.math.exp2(scores * LOG2E - (new_max * LOG2E)[:, None])
-        rescale = tl.math.exp2((running_max - new_max) * LOG2E)
-        running_sum = running_sum * rescale + tl.sum(weights, axis=1)
-        acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v, input_precision=PRECISION)
-        return acc, new_max, running_sum
-
     def _forward(Q, K, V, Bias, KeyBias, Out, Lse,
                  sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l, skb_g,
                  so_g, so_h, so_l, sl_g, sl_h, sl_l,
-                 groups, queries, keys, scale,
+                 queries, keys, scale,
                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  PRECISION: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
                  LOG2E: tl.constexpr = 1.4426950408889634):
-        # ROWS = 2: the program runs rows g and g + 1 with the same (query block, head), so
-        # each bias tile is loaded once for both (the bias is most of the bytes a program
-        # reads per key block at d = 32). Row g + 1 past the last repeats row g, unstored.
         # 64-bit offsets: row × row stride and head × head stride can pass 2^31 at large N
-        row = tl.program_id(0).to(tl.int64) * ROWS
+        row = tl.program_id(0).to(tl.int64)
         block = tl.program_id(1).to(tl.int64)
         head = tl.program_id(2).to(tl.int64)
-        row_b = tl.minimum(row + 1, groups - 1)  # used when ROWS == 2
         offs_m = block * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, BLOCK_D)  # the head width padded for tl.dot (≥ 16, power of 2)
         in_d = offs_d < HEAD_DIM
         in_m = offs_m < queries
-        q_offsets = head * sq_h + offs_m[:, None] * sq_l + offs_d[None, :]
-        q_mask = in_m[:, None] & in_d[None, :]
-        q = tl.load(Q + row * sq_g + q_offsets, mask=q_mask, other=0.0)
+        q = tl.load(Q + row * sq_g + head * sq_h + offs_m[:, None] * sq_l + offs_d[None, :],
+                    mask=in_m[:, None] & in_d[None, :], other=0.0)
+        k_base = K + row * sk_g + head * sk_h
+        v_base = V + row * sv_g + head * sv_h
         b_base = Bias + head * sb_h + offs_m[:, None] * sb_l
         running_max = tl.full((BLOCK_M,), float("-inf"), tl.float32)
         running_sum = tl.zeros((BLOCK_M,), tl.float32)
         acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
-        if ROWS == 2:
-            q_b = tl.load(Q + row_b * sq_g + q_offsets, mask=q_mask, other=0.0)
-            running_max_b = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-            running_sum_b = tl.zeros((BLOCK_M,), tl.float32)
-            acc_b = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
         for start in range(0, keys, BLOCK_N):
             offs_n = start + tl.arange(0, BLOCK_N)
             in_n = offs_n < keys
-            k_offsets = head * sk_h + offs_n[None, :] * sk_n + offs_d[:, None]
-            k_mask = in_n[None, :] & in_d[:, None]
-            v_offsets = head * sv_h + offs_n[:, None] * sv_n + offs_d[None, :]
-            v_mask = in_n[:, None] & in_d[None, :]
+            k_t = tl.load(k_base + offs_n[None, :] * sk_n + offs_d[:, None],
+                          mask=in_n[None, :] & in_d[:, None], other=0.0)
             # keys past the end get a -inf bias from the load itself (their k is 0), so no
-            # select over the scores: per-score CUDA-core work bounds this kernel at d = 32
+            # select over the scores: per-score CUDA-core work is what bounds this kernel at
+            # d = 32, not the tensor cores
             bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :],
-                           other=float("-inf")).to(tl.float32)
-            bias_a = bias
+                           other=float("-inf"))
+            scores = tl.dot(q, k_t, input_precision=PRECISION) * scale + bias.to(tl.float32)
             if HAS_KEY_BIAS:
                 key_bias = tl.load(KeyBias + row * skb_g + offs_n, mask=in_n, other=float("-inf"))
-                bias_a = bias + key_bias.to(tl.float32)[None, :]
-            k_t = tl.load(K + row * sk_g + k_offsets, mask=k_mask, other=0.0)
-            v = tl.load(V + row * sv_g + v_offsets, mask=v_mask, other=0.0)
-            acc, running_max, running_sum = _online_step(
-                q, k_t, v, bias_a, acc, running_max, running_sum, scale, PRECISION, LOG2E)
-            if ROWS == 2:
-                bias_b = bias
-                if HAS_KEY_BIAS:
-                    key_bias_b = tl.load(KeyBias + row_b * skb_g + offs_n, mask=in_n,
-                                         other=float("-inf"))
-                    bias_b = bias + key_bias_b.to(tl.float32)[None, :]
-                k_t_b = tl.load(K + row_b * sk_g + k_offsets, mask=k_mask, other=0.0)
-                v_b = tl.load(V + row_b * sv_g + v_offsets, mask=v_mask, other=0.0)
-                acc_b, running_max_b, running_sum_b = _online_step(
-                    q_b, k_t_b, v_b, bias_b, acc_b, running_max_b, running_sum_b, scale,
-                    PRECISION, LOG2E)
-        out_offsets = head * so_h + offs_m[:, None] * so_l + offs_d[None, :]
-        lse_offsets = head * sl_h + offs_m * sl_l
-        tl.store(Out + row * so_g + out_offsets, (acc / running_sum[:, None]).to(Out.dtype.element_ty),
-                 mask=q_mask)
-        tl.store(Lse + row * sl_g + lse_offsets, running_max + tl.log(running_sum), mask=in_m)
-        if ROWS == 2:
-            store_b = row + 1 < groups
-            tl.store(Out + row_b * so_g + out_offsets,
-                     (acc_b / running_sum_b[:, None]).to(Out.dtype.element_ty), mask=q_mask & store_b)
-            tl.store(Lse + row_b * sl_g + lse_offsets, running_max_b + tl.log(running_sum_b),
-                     mask=in_m & store_b)
+                scores += key_bias.to(tl.float32)[None, :]
+            new_max = tl.maximum(running_max, tl.max(scores, axis=1))
+            # exp(x - m) as exp2(x·log2e - m·log2e): one fused multiply-add per score
+            weights = tl.math.exp2(scores * LOG2E - (new_max * LOG2E)[:, None])
+            rescale = tl.math.exp2((running_max - new_max) * LOG2E)
+            running_sum = running_sum * rescale + tl.sum(weights, axis=1)
+            v = tl.load(v_base + offs_n[:, None] * sv_n + offs_d[None, :],
+                        mask=in_n[:, None] & in_d[None, :], other=0.0)
+            acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v, input_precision=PRECISION)
+            running_max = new_max
+        acc = acc / running_sum[:, None]
+        tl.store(Out + row * so_g + head * so_h + offs_m[:, None] * so_l + offs_d[None, :],
+                 acc.to(Out.dtype.element_ty), mask=in_m[:, None] & in_d[None, :])
+        tl.store(Lse + row * sl_g + head * sl_h + offs_m * sl_l,
+                 running_max + tl.log(running_sum), mask=in_m)
