@@ -16,6 +16,12 @@ Also reports whether torch.compile works on this machine (Triton + a C compiler)
 table and appends JSON lines (--out).
 
     python bench/attention_kernels.py --tokens 1024 2048 --out bench/out.jsonl
+
+--single-track times instead the diffusion token transformer's attention core (16 heads × 48,
+float32 with TF32 matmuls as the `tf32` sampling mode runs it, one sample, the bf16 pair bias
+shared, a per-key mask bias): Boltz's element-wise float32 core (attention_pair_bias.
+_plain_core, what ran before the fused kernel) against the Triton kernel at its float32
+tiles (CONFIG_FLOAT32) and, with --sweep, others.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ def timed(fn, repeat: int = 3) -> float:
 
 
 SWEEP = [(64, 64, 4, 2), (128, 64, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3), (128, 128, 8, 2),
-         (64, 128, 4, 2), (128, 64, 4, 3)]
+         (64, 128, 4, 2), (128, 64, 4, 3), (128, 64, 8, 4), (128, 32, 8, 3), (256, 64, 8, 2)]
 
 
 def configured(fn, config: dict):
@@ -72,13 +78,86 @@ def compile_works() -> str:
         return f"{type(error).__name__}: {str(error)[:200]}"
 
 
+# float32 tiles for --single-track --sweep (BLOCK_M, BLOCK_N, warps, stages)
+SWEEP_FLOAT32 = [(128, 64, 8, 2), (64, 32, 4, 3), (128, 32, 4, 2), (128, 32, 8, 3), (64, 128, 4, 2),
+                 (32, 64, 4, 3), (128, 64, 4, 2)]
+
+
+def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[dict]:
+    """The diffusion transformer's attention core at n tokens (see the module docstring)."""
+    from foldcp.distributed import triton_attention
+    from foldcp.distributed.attention_pair_bias import _plain_core
+    from foldcp.distributed.grid import Grid
+    from foldcp.distributed.layout import Layout
+
+    heads, width, samples = 16, 48, 1
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (torch.randn(samples, n, heads, width, device=device, generator=gen) for _ in range(3))
+    bias = torch.randn(1, heads, n, n, device=device, generator=gen).to(torch.bfloat16)
+    mask = torch.ones(samples, n, device=device)
+    layout = Layout.for_tokens(Grid(1, 1, 0), n)
+    key_bias = torch.zeros(samples, n, device=device)
+
+    def kernel():
+        return triton_attention.shared_bias_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bias[0], key_bias=key_bias,
+            scale=width**-0.5)[0]
+
+    candidates = {"plain": (lambda: _plain_core(q, k, v, bias, mask, layout, 1e6, samples), None),
+                  "triton": (kernel, None)}
+    if sweep:
+        for m, n_, warps, stages in SWEEP_FLOAT32:
+            config = {"BLOCK_M": m, "BLOCK_N": n_, "num_warps": warps, "num_stages": stages}
+            candidates[f"triton_{m}x{n_}_w{warps}_s{stages}"] = (kernel, config)
+    tf32_before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    rows = []
+    try:
+        want = torch.softmax(torch.einsum("bihd,bjhd->bhij", q.double(), k.double()) * width**-0.5
+                             + bias.double(), dim=-1)
+        want = torch.einsum("bhij,bjhd->bihd", want, v.double())
+        for name, (fn, config) in candidates.items():
+            row = {"kind": "single_track_attention", "impl": name, "tokens": n, "card": card,
+                   "heads": heads, "width": width, "samples": samples, "dtype": "float32 (tf32)"}
+            saved = triton_attention.CONFIG_FLOAT32
+            triton_attention.CONFIG_FLOAT32 = config or saved
+            try:
+                seconds = timed(fn, repeat=10)
+                row.update(ms=round(seconds * 1e3, 3),
+                           tflops=round(4 * n * n * heads * width * samples / seconds / 1e12, 1))
+                got = fn()
+                got = got.transpose(1, 2) if name.startswith("triton") else got
+                row["max_abs_diff_vs_float64"] = float((got.double() - want).abs().max())
+            except Exception as error:
+                row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
+            finally:
+                triton_attention.CONFIG_FLOAT32 = saved
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, nargs="+", required=True)
     parser.add_argument("--sweep", action="store_true",
                         help="also time the Triton kernel at other tile sizes / warps / stages")
+    parser.add_argument("--single-track", action="store_true",
+                        help="the diffusion transformer's attention core instead (module docstring)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.single_track:
+        card = torch.cuda.get_device_name()
+        rows = [row for n in args.tokens for row in single_track(n, card, args.sweep)]
+        print(f"{'impl':26} {'N':>6} {'ms':>8} {'TFLOP/s':>8} {'max|Δ| vs f64':>14}")
+        for row in rows:
+            print(f"{row['impl']:26} {row['tokens']:6d} {row.get('ms', float('nan')):8.3f} "
+                  f"{row.get('tflops', float('nan')):8.1f} {row.get('max_abs_diff_vs_float64', float('nan')):14.2e}")
+        append_jsonl(args.out, rows)
+        return
     device = torch.device("cuda")
     card = torch.cuda.get_device_name(device)
     try:

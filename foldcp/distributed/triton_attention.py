@@ -36,7 +36,9 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
-CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
+# 8 warps: 181.6 against 173.3 TFLOP/s for 4 at 2,048 tokens, 170.9 against 164.0 at 2,512
+# (an H200, bf16; bench/RESULTS.md)
+CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 3}
 # float32 tiles take twice the shared memory (128 × 64 × 4 bytes for q at d = 48 → 64)
 CONFIG_FLOAT32 = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}
 
