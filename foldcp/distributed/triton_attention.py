@@ -39,8 +39,10 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 # 8 warps: 181.6 against 173.3 TFLOP/s for 4 at 2,048 tokens, 170.9 against 164.0 at 2,512
 # (an H200, bf16; bench/RESULTS.md)
 CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 3}
-# float32 tiles take twice the shared memory (128 × 64 × 4 bytes for q at d = 48 → 64)
-CONFIG_FLOAT32 = {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2}
+# float32 tiles (the diffusion transformer's attention, d = 48 padded to 64) take twice the
+# shared memory: 2 stages. On an H200 with TF32 at 2,512 tokens, 16 heads: 0.40 ms against
+# 0.71 for 64 × 64 on 4 warps and 2.11 for Boltz's element-wise core (bench/RESULTS.md)
+CONFIG_FLOAT32 = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 2}
 
 
 def available(x: torch.Tensor) -> bool:
