@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from foldcp.distributed import fused_attention, triton_attention
 from foldcp.distributed.comm import all_gather_cat, all_reduce
-from foldcp.distributed.layout import Layout, assemble_rows, layer_norm_to, strip_rows
+from foldcp.distributed.layout import Layout, assemble_rows_heads_first, layer_norm_to, strip_rows
 
 
 class DistAttentionPairBias(nn.Module):
@@ -105,7 +105,8 @@ def _fused_core(q, k, v, bias, mask, layout: Layout, inf: float, multiplicity: i
 
 
 def pair_bias(proj_z: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """Boltz's proj_z(z) → [B, H, |R_p|, |C_q|]. The Pairformer's proj_z is LayerNorm → Linear
+    """Boltz's proj_z(z) → [B, H, |R_p|, |C_q|], contiguous (keys contiguous, as the fused
+    kernel reads a bias). The Pairformer's proj_z is LayerNorm → Linear
     (C_z → H) → heads first: done strip by strip of rows with the norm in z's dtype
     (layer_norm_to: one pass on GPUs), so no normed copy of the whole block exists (float32
     here, as Boltz computes it: 2 GiB per layer at 2,048 tokens on one GPU, made by a PyTorch
@@ -113,8 +114,7 @@ def pair_bias(proj_z: nn.Module, z: torch.Tensor) -> torch.Tensor:
     moves the heads (it is handed the bias itself)."""
     if not isinstance(proj_z, nn.Sequential):
         return proj_z(z).contiguous()  # a no-op for ShardedPairBias's heads-first memory
-    norm, linear, heads_first = proj_z
+    norm, linear, _ = proj_z  # the third only moves the heads first: done as it is stored
     rows = z.shape[1]
-    per_head = assemble_rows(lambda r0, r1: linear(layer_norm_to(norm, z[:, r0:r1], z.dtype)),
-                             rows, strip_rows(rows))
-    return heads_first(per_head).contiguous()  # keys contiguous, as the fused kernel reads
+    return assemble_rows_heads_first(  # keys contiguous, as the fused kernel reads
+        lambda r0, r1: linear(layer_norm_to(norm, z[:, r0:r1], z.dtype)), rows, strip_rows(rows))

@@ -27,7 +27,7 @@ from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
-from foldcp.distributed.layout import Layout, assemble_rows, strip_rows
+from foldcp.distributed.layout import Layout, assemble_rows, assemble_rows_heads_first, strip_rows
 from foldcp.distributed.memory import allocatable_bytes
 from foldcp.distributed.pair_init import one_hot_index, relative_position_rows
 from foldcp.distributed.swap import swapped
@@ -85,10 +85,9 @@ class ShardedPairBias:
             with torch.autocast("cuda", dtype=self.autocast_dtype, enabled=self.autocast_enabled):
                 return projection(strip)
 
-        per_head = assemble_rows(rows, z.shape[1], strip_rows(z.shape[1]))  # [B, I, J, H]
-        # the same [B, I, J, H] tensor, its memory heads first: the attention's Rearrange to
+        # [B, I, J, H] as Boltz's bias, its memory heads first: the attention's Rearrange to
         # [B, H, I, J] is then a contiguous view, as its fused kernel reads the bias
-        return per_head.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+        return assemble_rows_heads_first(rows, z.shape[1], strip_rows(z.shape[1])).permute(0, 2, 3, 1)
 
     def layer(self, index: int) -> torch.Tensor:
         """[B, |R_p|, |C_q|, heads] bias of transformer layer `index`, in the dtype it was

@@ -114,6 +114,19 @@ def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None,
     return stored
 
 
+def assemble_rows_heads_first(fn, rows: int, chunk: int) -> torch.Tensor:
+    """fn(r0, r1) → the [B, r1 - r0, J, H] rows of a per-head pair bias; returns the whole
+    bias heads first, [B, H, rows, J] contiguous, each chunk written through a permuted view
+    (as attention kernels read a bias: keys contiguous; no [B, rows, J, H] copy is made)."""
+    out = None
+    for r0, r1 in row_chunks(rows, chunk):
+        part = fn(r0, r1)
+        if out is None:
+            out = part.new_empty((part.shape[0], part.shape[3], rows, part.shape[2]))
+        out.permute(0, 2, 3, 1)[:, r0:r1] = part
+    return out
+
+
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the next linear layer computes in: the autocast dtype where autocast is on
     for x's device (its inputs are cast to it anyway), else x's own."""
