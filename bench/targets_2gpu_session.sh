@@ -7,15 +7,18 @@
 #   PART=c  capacity: 8,500 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #           probe of cp_model.py), then on H200 hosts the largest one-GPU size in .payload/cp
 #           (CAPACITY_1GPU, default 8000) uncapped
+#   PART=d  CP scaling: 2,500 tokens, full default with TF32 sampling, warm (--warmup), foldcp on
+#           1×1 (GPU 0) then on 1×2 (both GPUs) — target: 1×2 ≤ 0.6× the 1×1 time
 # Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
 #   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
-#   c: .payload/whl .payload/cp (features_8500.pt: bench/join_inputs.py) .git-commit
+#   c: .payload/whl .payload/cp (features_8500.pt: bench/join_inputs.py) .git-commit;
+#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit
 #   PART=a bash bench/targets_2gpu_session.sh $OUT
 set -u
 out=${1:-bench/out}; mkdir -p "$out"; t0=$(date +%s)
 export PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING=false
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-echo "commit $(cat .git-commit 2>/dev/null || echo unknown) part ${PART:?set PART=a, b or c}"; nvidia-smi -L
+echo "commit $(cat .git-commit 2>/dev/null || echo unknown) part ${PART:?set PART=a, b, c or d}"; nvidia-smi -L
 site=/tmp/foldcp-site
 wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
@@ -23,7 +26,7 @@ source bench/cp_run.sh
 run() { cp_run "$1" "$2" "$3" "$4" --no-serial "${@:5}"; }  # GPUS PORT LIMIT_S NAME ARGS...
 case $PART in
   a) wheels; run 0,1 29701 560 speed_foldcp --tokens 3605 --samples 5 --recycling 3 --steps 200 \
-       --sampling-precision tf32 ;;
+       --sampling-precision tf32 --warmup ;;
   b) site=/tmp/tp-site; w=/tmp/tp; tp="python3 bench/throughput.py"
      mkdir -p $site && tar -xJf .payload/tp-site.tar.xz -C $site &&
        tar -xJf .anchor/.whl_cueq/cueq-*.tar.xz -C $site && python3 -m pip install -q --no-index \
@@ -45,5 +48,10 @@ case $PART in
      n=${CAPACITY_1GPU:-8000}
      [ -e .payload/cp/features_$n.pt ] && CHECK_FINITE=1 run 0 29702 $(( 560 - ($(date +%s) - t0) )) \
        capacity --tokens $n --pairformer-blocks 2 --recycling 0 --steps 2 ;;
-  *) echo "PART must be a, b or c" >&2; exit 2 ;;
+  d) wheels
+     for gpus in 0 0,1; do
+       run $gpus 29703 $(( 560 - ($(date +%s) - t0) )) scaling --tokens 2500 --recycling 3 --steps 200 \
+         --sampling-precision tf32 --warmup
+     done ;;
+  *) echo "PART must be a, b, c or d" >&2; exit 2 ;;
 esac
