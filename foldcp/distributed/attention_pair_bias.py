@@ -45,9 +45,13 @@ class DistAttentionPairBias(nn.Module):
         gate = m.proj_g(s[:, rows]).sigmoid()
         with torch.autocast("cuda", enabled=False):  # as Boltz: attention core in float32
             q, k, v = q.float(), k.float(), v.float()
-            if fused_attention.fused_available(q) and triton_attention.available(q):
-                out = _fused_core(q, k, v, bias, mask, layout, m.inf, multiplicity)
-            else:
+            out = None
+            if fused_attention.fused_available(q) and triton_attention.usable(q):
+                try:
+                    out = _fused_core(q, k, v, bias, mask, layout, m.inf, multiplicity)
+                except triton_attention.LAUNCH_ERRORS as error:  # fails on every rank alike
+                    triton_attention.failed(error)
+            if out is None:
                 out = _plain_core(q, k, v, bias, mask, layout, m.inf, multiplicity)
             out = out.to(v.dtype)
         out = m.proj_o(gate * out.reshape(batch, -1, m.c_s))  # rows R_p

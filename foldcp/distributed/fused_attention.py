@@ -49,10 +49,13 @@ def efficient_attention_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tenso
 
 
 def auto_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Triton kernel where it runs (CUDA with Triton), else PyTorch's memory-efficient
-    one."""
-    if triton_attention.available(q):
-        return triton_attention.shared_bias_attention(q, k, v, bias.to(q.dtype))
+    """The Triton kernel where it runs (CUDA with Triton, and it builds on this GPU), else
+    PyTorch's memory-efficient one."""
+    if triton_attention.usable(q):
+        try:
+            return triton_attention.shared_bias_attention(q, k, v, bias.to(q.dtype))
+        except triton_attention.LAUNCH_ERRORS as error:
+            triton_attention.failed(error)
     return efficient_attention_kernel(q, k, v, bias)
 
 

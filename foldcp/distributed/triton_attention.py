@@ -26,6 +26,8 @@ key blocks held by other ranks be merged exactly (fused_attention.LseMerge). Run
 and on CPU under Triton's interpreter (TRITON_INTERPRET=1), which is how the tests check it.
 """
 
+import logging
+
 import torch
 
 try:
@@ -34,6 +36,8 @@ try:
 except ImportError:  # CPU-only installs without Triton: callers fall back (available())
     triton = None
 
+
+log = logging.getLogger(__name__)
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
 # 8 warps: 181.6 against 173.3 TFLOP/s for 4 at 2,048 tokens, 170.9 against 164.0 at 2,512
@@ -46,10 +50,44 @@ CONFIG_FLOAT32 = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 2
 
 
 def available(x: torch.Tensor) -> bool:
-    """Usable for tensors like x: Triton importable, a CUDA tensor (or the CPU interpreter)."""
+    """Triton kernels can run on tensors like x: Triton importable, a CUDA tensor (or the CPU
+    interpreter). (triton_layer_norm asks this too.)"""
     if triton is None or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         return False
     return x.is_cuda or _interpreting()
+
+
+def usable(x: torch.Tensor) -> bool:
+    """The attention kernel is to be tried for x: available, and it has not failed to build on
+    this GPU before (see LAUNCH_ERRORS)."""
+    return not _failed and available(x)
+
+
+def _launch_errors() -> tuple[type[BaseException], ...]:
+    errors = []
+    for module, name in (("triton.runtime.errors", "OutOfResources"),
+                         ("triton.compiler.errors", "CompilationError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+# What a GPU that cannot run the kernel as configured raises (too little shared memory for the
+# tiles — the float32 tiles take ~100 KB —, a compiler that rejects it): callers catch these,
+# call failed(), and run their PyTorch path for the rest of the process.
+LAUNCH_ERRORS = _launch_errors() if triton is not None else ()
+_failed = False
+
+
+def failed(error: BaseException) -> None:
+    """Record that the kernel cannot run here (logged once); usable() is False after."""
+    global _failed
+    if not _failed:
+        log.warning("Triton attention kernel unavailable on this GPU (%s): PyTorch attention "
+                    "instead", str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+    _failed = True
 
 
 def _interpreting() -> bool:

@@ -267,3 +267,29 @@ def test_qkvg_projection_equals_the_four_projections():
             torch.testing.assert_close(k, mha.linear_k(x))
             torch.testing.assert_close(v, mha.linear_v(x))
             torch.testing.assert_close(g, mha.linear_g(x))
+
+
+def test_attention_falls_back_where_the_kernel_cannot_build(monkeypatch, caplog):
+    """A GPU whose shared memory cannot hold the kernel's tiles raises Triton's OutOfResources
+    when it is built: the attention then runs Boltz's element-wise core (same result), says
+    so once, and does not try the kernel again."""
+    from triton.runtime.errors import OutOfResources
+
+    from foldcp.distributed import triton_attention
+    from foldcp.distributed.grid import Grid
+
+    attempts = []
+
+    def cannot_build(*args, **kwargs):
+        attempts.append(1)
+        raise OutOfResources(232448, 101376, "shared memory")
+
+    monkeypatch.setattr(triton_attention, "_failed", False)
+    monkeypatch.setattr(triton_attention, "shared_bias_attention", cannot_build)
+    monkeypatch.setattr(triton_attention, "usable", lambda x: not triton_attention._failed)
+    monkeypatch.setattr(fused_attention, "fused_available", lambda x: True)
+    with caplog.at_level("WARNING", logger="foldcp.distributed.triton_attention"):
+        for _ in range(2):
+            compare_on_grid(Grid(1, 1, 0), "attention", 13, torch.float32, 3)
+    assert len(attempts) == 1 and triton_attention._failed
+    assert sum("Triton attention kernel unavailable" in r.message for r in caplog.records) == 1
