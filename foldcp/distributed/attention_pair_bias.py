@@ -44,6 +44,7 @@ class DistAttentionPairBias(nn.Module):
         bias = pair_bias(m.proj_z, z)  # [B, H, |R_p|, |C_q|]: shared by a batch entry's M samples
         gate = m.proj_g(s[:, rows]).sigmoid()
         with torch.autocast("cuda", enabled=False):  # as Boltz: attention core in float32
+            dtype = v.dtype  # Boltz returns the core's output in v's dtype
             q, k, v = q.float(), k.float(), v.float()
             out = None
             if fused_attention.fused_available(q) and triton_attention.usable(q):
@@ -53,7 +54,7 @@ class DistAttentionPairBias(nn.Module):
                     triton_attention.failed(error)
             if out is None:
                 out = _plain_core(q, k, v, bias, mask, layout, m.inf, multiplicity)
-            out = out.to(v.dtype)
+            out = out.to(dtype)
         out = m.proj_o(gate * out.reshape(batch, -1, m.c_s))  # rows R_p
         return all_gather_cat(out, grid.col_group, dim=1)  # [B, N', C_s]
 
