@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
+from foldcp.distributed import triton_gated_projection
 from foldcp.distributed.comm import transpose_pair
 from foldcp.distributed.layout import (
     Layout,
@@ -66,6 +67,16 @@ class DistTriangleMultiplication(nn.Module):
             chunk, not four times: at d = 32 output rows the GEMM is bound by reading x).
             Boltz casts them to float32, which autocast casts back for the product."""
             d = c1 - c0
+            if triton_gated_projection.wanted(x):  # opt-in: the gating fused into the GEMM
+                a_and_b = triton_gated_projection.gated_projection(
+                    x.view(batch, rows * cols, channels),
+                    torch.cat([m.p_in.weight[c0:c1], m.p_in.weight[channels + c0:channels + c1]]),
+                    torch.cat([m.g_in.weight[c0:c1], m.g_in.weight[channels + c0:channels + c1]]),
+                    keep)
+                if not autocast:
+                    a_and_b = a_and_b.float()
+                return (a_and_b[:, :d].view(batch, d, rows, cols),
+                        a_and_b[:, d:].view(batch, d, rows, cols))
             weight = torch.cat([m.p_in.weight[c0:c1], m.g_in.weight[c0:c1],
                                 m.p_in.weight[channels + c0:channels + c1],
                                 m.g_in.weight[channels + c0:channels + c1]])

@@ -14,13 +14,21 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    paths are proven taken.
 4. The diffusion token transformer (attention with its cached pair bias shared by 2 samples,
    a masked token) on 1×1 and 1×2 vs Boltz's DiffusionTransformer, the kernel's calls counted.
+5. The opt-in gated-projection kernel of the triangle multiplication (FOLDCP_TRIMUL_KERNEL=1)
+   alone vs float64 (sizes off its blocks, a mask, float32 and float16), then inside the
+   triangle multiplications and a layer on CPU grids vs serial Boltz, its calls counted.
 """
 
 import os
 
 import torch
 
-from foldcp.distributed import fused_attention, triton_attention, triton_layer_norm
+from foldcp.distributed import (
+    fused_attention,
+    triton_attention,
+    triton_gated_projection,
+    triton_layer_norm,
+)
 from tests.distributed.harness import run_on_grid
 from tests.distributed import test_pairformer
 from tests.distributed.test_pairformer import compare_on_grid
@@ -97,8 +105,23 @@ def check_layer_norm_offsets_past_2_31() -> None:
     torch.testing.assert_close(got, norm(x.float().contiguous()).detach(), rtol=2e-3, atol=2e-3)
 
 
+def check_gated_projection_alone() -> None:
+    torch.manual_seed(0)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2)):
+        x = torch.randn(2, 50, 24).to(dtype)  # 50 positions, 24 channels: off the blocks
+        w_p, w_g = torch.randn(10, 24), torch.randn(10, 24)
+        keep = (torch.rand(2, 1, 50) > 0.3).to(dtype)
+        for mask in (None, keep):
+            got = triton_gated_projection.gated_projection(x, w_p, w_g, mask)
+            p = w_p.to(dtype).double() @ x.double().mT  # [2, 10, 50]
+            g = w_g.to(dtype).double() @ x.double().mT
+            want = p * torch.sigmoid(g) * (1.0 if mask is None else mask.double())
+            assert got.dtype == dtype and got.shape == (2, 10, 50)
+            torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
-    calls = {"attention": 0, "layer_norm": 0}
+    calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0}
 
     def counted(module, name, key):
         original = getattr(module, name)
@@ -110,6 +133,7 @@ def count_kernel_calls(grid, kind, n, dtype, seed):
 
     counted(triton_attention, "shared_bias_attention", "attention")
     counted(triton_layer_norm, "layer_norm", "layer_norm")
+    counted(triton_gated_projection, "gated_projection", "gated_projection")
     test_pairformer.LargestTensor = NoGuard
     compare_on_grid(grid, kind, n, dtype, seed)
     return calls
@@ -162,6 +186,7 @@ def main() -> None:
     check_kernel_alone()
     check_layer_norm_alone()
     check_layer_norm_offsets_past_2_31()
+    check_gated_projection_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
                              ("tri_mul_in", 2, 1), ("attention", 1, 1), ("attention", 1, 2),
@@ -170,6 +195,11 @@ def main() -> None:
         for rank_calls in calls:
             assert rank_calls["layer_norm"] > 0, (kind, rows, cols, calls)
             assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
+    os.environ["FOLDCP_TRIMUL_KERNEL"] = "1"  # the forked ranks inherit it
+    for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1)):
+        calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
+        assert all(rank_calls["gated_projection"] > 0 for rank_calls in calls), (kind, calls)
+    del os.environ["FOLDCP_TRIMUL_KERNEL"]
     for rows, cols in ((1, 1), (1, 2)):
         calls = run_on_grid(rows, cols, token_transformer_vs_boltz)
         assert all(count == 2 for count in calls), (rows, cols, calls)  # one per layer

@@ -1,0 +1,115 @@
+"""The triangle multiplication's gated input projection as one Triton kernel (opt-in).
+
+    out = gated_projection(x, w_p, w_g, keep)
+    x: [B, P, C] positions × channels (the normed pair block; last dimension contiguous)
+    w_p, w_g: [D, C] (rows of Boltz's p_in and g_in); keep: [B, P] (the pair mask) or None
+    out: [B, D, P] channel-first, in x's dtype = (w_p·xᵀ) · sigmoid(w_g·xᵀ) · keep
+
+Why: DistTriangleMultiplication makes a channel chunk's a and b as one GEMM into a
+[B, 4d, P] buffer, then gates it element-wise (pointwise.gate_), which reads the GEMM's
+output back: at 2,512 tokens on an H200 these projections took 17.5 of a 191.5-ms Pairformer
+layer (bench/RESULTS.md, tenth session), where reading x once and writing a and b once is
+~4 ms of memory traffic. Here a program multiplies a block of positions by both weight
+blocks and writes only the gated product; p and g never reach memory.
+
+The weights are cast to x's dtype, as autocast casts them for the GEMM; products accumulate
+in float32 and p · sigmoid(g) · keep is formed in float32 and rounded once (the unfused path
+rounds p and g to the compute dtype first: the two agree within that rounding). float32
+inputs multiply in full float32 ("ieee"), so the distributed tests' tolerances hold.
+
+Opt-in: FOLDCP_TRIMUL_KERNEL=1 turns it on (GPUs, or the CPU interpreter) until a GPU
+benchmark shows it faster than the GEMM + fused gate it replaces (bench/one_gpu_session.sh,
+`layer`); tests/distributed/triton_interpreted.py checks it against float64 and inside the
+layers.
+"""
+
+import os
+
+import torch
+
+from foldcp.distributed import triton_attention
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+CONFIG = {"BLOCK_D": 64, "BLOCK_P": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 2}
+
+
+def wanted(x: torch.Tensor) -> bool:
+    """Turned on (FOLDCP_TRIMUL_KERNEL=1) and able to run on tensors like x."""
+    return os.environ.get("FOLDCP_TRIMUL_KERNEL") == "1" and triton_attention.available(x)
+
+
+def gated_projection(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,
+                     keep: torch.Tensor | None) -> torch.Tensor:
+    """See the module docstring."""
+    batch, positions, channels = x.shape
+    rows = w_p.shape[0]
+    assert w_p.shape == w_g.shape == (rows, channels) and x.stride(-1) == 1, (x.shape, w_p.shape)
+    w_p, w_g = w_p.to(x.dtype).contiguous(), w_g.to(x.dtype).contiguous()
+    out = torch.empty((batch, rows, positions), dtype=x.dtype, device=x.device)
+    if keep is not None:
+        keep = keep.reshape(batch, positions).to(x.dtype).contiguous()
+    config = dict(CONFIG)
+    if triton_attention._interpreting():
+        config.update(BLOCK_P=32, BLOCK_D=32)
+
+    def grid(meta):
+        return (triton.cdiv(positions, meta["BLOCK_P"]), triton.cdiv(rows, meta["BLOCK_D"]), batch)
+
+    _kernel()[grid](
+        x, w_p, w_g, keep if keep is not None else out, out,
+        positions, rows, *x.stride()[:2], keep.stride(0) if keep is not None else 0,
+        *out.stride()[:2],
+        CHANNELS=channels, HAS_KEEP=keep is not None,
+        PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config,
+    )
+    return out
+
+
+_KERNELS: dict = {}
+
+
+def _kernel():
+    """Jitted on first use (see triton_attention._kernel: interpreter or compiler)."""
+    interpreting = triton_attention._interpreting()
+    if interpreting not in _KERNELS:
+        _KERNELS[interpreting] = triton.jit(_forward)
+    return _KERNELS[interpreting]
+
+
+if triton is not None:  # the kernel body; jitted by _kernel() on first use
+
+    def _forward(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b, so_d,
+                 CHANNELS: tl.constexpr, HAS_KEEP: tl.constexpr, PRECISION: tl.constexpr,
+                 BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+        # 64-bit offsets: positions × channels passes 2^31 from ~4,100 tokens on one GPU
+        block_p = tl.program_id(0).to(tl.int64)
+        block_d = tl.program_id(1).to(tl.int64)
+        batch = tl.program_id(2).to(tl.int64)
+        offs_p = block_p * BLOCK_P + tl.arange(0, BLOCK_P)
+        offs_d = block_d * BLOCK_D + tl.arange(0, BLOCK_D)
+        in_p = offs_p < positions
+        in_d = offs_d < rows
+        acc_p = tl.zeros((BLOCK_D, BLOCK_P), tl.float32)
+        acc_g = tl.zeros((BLOCK_D, BLOCK_P), tl.float32)
+        for start in range(0, CHANNELS, BLOCK_K):
+            offs_k = start + tl.arange(0, BLOCK_K)
+            in_k = offs_k < CHANNELS
+            x_t = tl.load(X + batch * sx_b + offs_p[None, :] * sx_p + offs_k[:, None],
+                          mask=in_k[:, None] & in_p[None, :], other=0.0)  # [BLOCK_K, BLOCK_P]
+            w_offsets = offs_d[:, None] * CHANNELS + offs_k[None, :]
+            w_mask = in_d[:, None] & in_k[None, :]
+            w_p = tl.load(Wp + w_offsets, mask=w_mask, other=0.0)
+            w_g = tl.load(Wg + w_offsets, mask=w_mask, other=0.0)
+            acc_p = tl.dot(w_p, x_t, acc_p, input_precision=PRECISION)
+            acc_g = tl.dot(w_g, x_t, acc_g, input_precision=PRECISION)
+        out = acc_p * tl.sigmoid(acc_g)
+        if HAS_KEEP:
+            keep = tl.load(Keep + batch * sk_b + offs_p, mask=in_p, other=0.0).to(tl.float32)
+            out = out * keep[None, :]
+        tl.store(Out + batch * so_b + offs_d[:, None] * so_d + offs_p[None, :],
+                 out.to(Out.dtype.element_ty), mask=in_d[:, None] & in_p[None, :])
