@@ -6,7 +6,7 @@
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
 #             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
 #             then this tree's as it runs, profiled (sub-layers and top kernels), then with
-#             FOLDCP_TRIMUL_KERNEL=1 (triton_gated_projection.py, opt-in), profiled
+#             FOLDCP_GATED_KERNEL=1 (triton_gated_projection.py, opt-in), profiled
 #   attention the triangle-attention kernels at ATTENTION_TOKENS (2,048 3,072): .payload/old's
 #             if present, then this tree's; SWEEP=1 adds the Triton tile sweep
 #   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
@@ -45,8 +45,8 @@ for part in $PARTS; do
     layer) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old
            FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager"  # the element-wise chains unfused
            layer "$PWD" "$commit" --profile --top 40
-           # the opt-in gated-projection kernel of the triangle multiplication
-           FOLDCP_TRIMUL_KERNEL=1 layer "$PWD" "$commit-trimul-kernel" --profile --top 40 ;;
+           # the opt-in gated-projection kernel (triangle multiplication, pair transition)
+           FOLDCP_GATED_KERNEL=1 layer "$PWD" "$commit-gated-kernel" --profile --top 40 ;;
     attention) for code in old new; do
                  [ $code = old ] && { [ -d .payload/old/foldcp ] || continue; first="$PWD/.payload/old:"; } || first=""
                  echo "-- $code kernel"

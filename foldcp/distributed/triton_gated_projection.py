@@ -1,24 +1,30 @@
-"""The triangle multiplication's gated input projection as one Triton kernel (opt-in).
+"""Gated input projections as one Triton kernel (opt-in): the triangle multiplication's
+and the pair transition's.
 
-    out = gated_projection(x, w_p, w_g, keep)
-    x: [B, P, C] positions × channels (the normed pair block; last dimension contiguous)
-    w_p, w_g: [D, C] (rows of Boltz's p_in and g_in); keep: [B, P] (the pair mask) or None
-    out: [B, D, P] channel-first, in x's dtype = (w_p·xᵀ) · sigmoid(w_g·xᵀ) · keep
+    out = gated_projection(x, w_p, w_g, keep=None, gate="sigmoid", channel_last=False)
+    x: [B, P, C] positions × channels (a normed pair block; last dimension contiguous)
+    w_p, w_g: [D, C] weights; keep: [B, P] (the pair mask) or None
+    gate "sigmoid": (x·w_pᵀ) · sigmoid(x·w_gᵀ) · keep   — Boltz's triangle multiplication's
+                    p_in(x) · sigmoid(g_in(x)), masked
+    gate "silu":    silu(x·w_pᵀ) · (x·w_gᵀ) · keep      — Boltz's Transition's
+                    silu(fc1(x)) · fc2(x)
+    out: [B, D, P] channel-first (channel_last=False: the triangle product's operand layout)
+         or [B, P, D] (channel_last=True: what fc3 reads), in x's dtype
 
-Why: DistTriangleMultiplication makes a channel chunk's a and b as one GEMM into a
-[B, 4d, P] buffer, then gates it element-wise (pointwise.gate_), which reads the GEMM's
-output back: at 2,512 tokens on an H200 these projections took 17.5 of a 191.5-ms Pairformer
-layer (bench/RESULTS.md, tenth session), where reading x once and writing a and b once is
-~4 ms of memory traffic. Here a program multiplies a block of positions by both weight
-blocks and writes only the gated product; p and g never reach memory.
+Why: each use makes two GEMM outputs and then gates them element-wise, reading them back:
+at 2,512 tokens on an H200 the triangle multiplications' projections took 17.5 and the pair
+transition 17.5 of a 191.5-ms Pairformer layer (bench/RESULTS.md, tenth session), where
+reading x once and writing the gated product once is a fraction of that memory traffic.
+Here a program multiplies a block of positions by both weight blocks and writes only the
+gated product; the two GEMM outputs never reach memory.
 
-The weights are cast to x's dtype, as autocast casts them for the GEMM; products accumulate
-in float32 and p · sigmoid(g) · keep is formed in float32 and rounded once (the unfused path
-rounds p and g to the compute dtype first: the two agree within that rounding). float32
-inputs multiply in full float32 ("ieee"), so the distributed tests' tolerances hold.
+The weights are cast to x's dtype, as autocast casts them for a GEMM; products accumulate in
+float32 and the gate is formed in float32 and rounded once (the unfused path rounds both GEMM
+outputs to the compute dtype first: the two agree within that rounding). float32 inputs
+multiply in full float32 ("ieee"), so the distributed tests' tolerances hold.
 
-Opt-in: FOLDCP_TRIMUL_KERNEL=1 turns it on (GPUs, or the CPU interpreter) until a GPU
-benchmark shows it faster than the GEMM + fused gate it replaces (bench/one_gpu_session.sh,
+Opt-in: FOLDCP_GATED_KERNEL=1 turns it on (GPUs, or the CPU interpreter) until a GPU
+benchmark shows it faster than the GEMMs + fused gates it replaces (bench/one_gpu_session.sh,
 `layer`); tests/distributed/triton_interpreted.py checks it against float64 and inside the
 layers.
 """
@@ -35,22 +41,29 @@ try:
 except ImportError:
     triton = None
 
-CONFIG = {"BLOCK_D": 64, "BLOCK_P": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 2}
+CONFIG = {"BLOCK_P": 128, "BLOCK_D": 64, "BLOCK_K": 64, "num_warps": 8, "num_stages": 2}
+GATES = {"sigmoid": 0, "silu": 1}
 
 
 def wanted(x: torch.Tensor) -> bool:
-    """Turned on (FOLDCP_TRIMUL_KERNEL=1) and able to run on tensors like x."""
-    return os.environ.get("FOLDCP_TRIMUL_KERNEL") == "1" and triton_attention.available(x)
+    """Turned on (FOLDCP_GATED_KERNEL=1) and able to run on tensors like x."""
+    return os.environ.get("FOLDCP_GATED_KERNEL") == "1" and triton_attention.available(x)
 
 
 def gated_projection(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,
-                     keep: torch.Tensor | None) -> torch.Tensor:
+                     keep: torch.Tensor | None = None, gate: str = "sigmoid",
+                     channel_last: bool = False) -> torch.Tensor:
     """See the module docstring."""
     batch, positions, channels = x.shape
     rows = w_p.shape[0]
     assert w_p.shape == w_g.shape == (rows, channels) and x.stride(-1) == 1, (x.shape, w_p.shape)
     w_p, w_g = w_p.to(x.dtype).contiguous(), w_g.to(x.dtype).contiguous()
-    out = torch.empty((batch, rows, positions), dtype=x.dtype, device=x.device)
+    if channel_last:
+        out = torch.empty((batch, positions, rows), dtype=x.dtype, device=x.device)
+        so_b, so_p, so_d = out.stride()
+    else:
+        out = torch.empty((batch, rows, positions), dtype=x.dtype, device=x.device)
+        so_b, so_d, so_p = out.stride()
     if keep is not None:
         keep = keep.reshape(batch, positions).to(x.dtype).contiguous()
     config = dict(CONFIG)
@@ -63,8 +76,8 @@ def gated_projection(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,
     _kernel()[grid](
         x, w_p, w_g, keep if keep is not None else out, out,
         positions, rows, *x.stride()[:2], keep.stride(0) if keep is not None else 0,
-        *out.stride()[:2],
-        CHANNELS=channels, HAS_KEEP=keep is not None,
+        so_b, so_p, so_d,
+        CHANNELS=channels, GATE=GATES[gate], HAS_KEEP=keep is not None,
         PRECISION="ieee" if x.dtype == torch.float32 else "tf32", **config,
     )
     return out
@@ -83,9 +96,10 @@ def _kernel():
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b, so_d,
-                 CHANNELS: tl.constexpr, HAS_KEEP: tl.constexpr, PRECISION: tl.constexpr,
-                 BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+    def _forward(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b, so_p, so_d,
+                 CHANNELS: tl.constexpr, GATE: tl.constexpr, HAS_KEEP: tl.constexpr,
+                 PRECISION: tl.constexpr,
+                 BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):
         # 64-bit offsets: positions × channels passes 2^31 from ~4,100 tokens on one GPU
         block_p = tl.program_id(0).to(tl.int64)
         block_d = tl.program_id(1).to(tl.int64)
@@ -94,22 +108,25 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
         offs_d = block_d * BLOCK_D + tl.arange(0, BLOCK_D)
         in_p = offs_p < positions
         in_d = offs_d < rows
-        acc_p = tl.zeros((BLOCK_D, BLOCK_P), tl.float32)
-        acc_g = tl.zeros((BLOCK_D, BLOCK_P), tl.float32)
+        acc_p = tl.zeros((BLOCK_P, BLOCK_D), tl.float32)
+        acc_g = tl.zeros((BLOCK_P, BLOCK_D), tl.float32)
         for start in range(0, CHANNELS, BLOCK_K):
             offs_k = start + tl.arange(0, BLOCK_K)
             in_k = offs_k < CHANNELS
-            x_t = tl.load(X + batch * sx_b + offs_p[None, :] * sx_p + offs_k[:, None],
-                          mask=in_k[:, None] & in_p[None, :], other=0.0)  # [BLOCK_K, BLOCK_P]
-            w_offsets = offs_d[:, None] * CHANNELS + offs_k[None, :]
-            w_mask = in_d[:, None] & in_k[None, :]
-            w_p = tl.load(Wp + w_offsets, mask=w_mask, other=0.0)
-            w_g = tl.load(Wg + w_offsets, mask=w_mask, other=0.0)
-            acc_p = tl.dot(w_p, x_t, acc_p, input_precision=PRECISION)
-            acc_g = tl.dot(w_g, x_t, acc_g, input_precision=PRECISION)
-        out = acc_p * tl.sigmoid(acc_g)
+            x = tl.load(X + batch * sx_b + offs_p[:, None] * sx_p + offs_k[None, :],
+                        mask=in_p[:, None] & in_k[None, :], other=0.0)  # [BLOCK_P, BLOCK_K]
+            w_offsets = offs_d[None, :] * CHANNELS + offs_k[:, None]  # wᵀ: [BLOCK_K, BLOCK_D]
+            w_mask = in_k[:, None] & in_d[None, :]
+            acc_p = tl.dot(x, tl.load(Wp + w_offsets, mask=w_mask, other=0.0), acc_p,
+                           input_precision=PRECISION)
+            acc_g = tl.dot(x, tl.load(Wg + w_offsets, mask=w_mask, other=0.0), acc_g,
+                           input_precision=PRECISION)
+        if GATE == 0:
+            out = acc_p * tl.sigmoid(acc_g)
+        else:
+            out = acc_p * tl.sigmoid(acc_p) * acc_g
         if HAS_KEEP:
             keep = tl.load(Keep + batch * sk_b + offs_p, mask=in_p, other=0.0).to(tl.float32)
-            out = out * keep[None, :]
-        tl.store(Out + batch * so_b + offs_d[:, None] * so_d + offs_p[None, :],
-                 out.to(Out.dtype.element_ty), mask=in_d[:, None] & in_p[None, :])
+            out = out * keep[:, None]
+        tl.store(Out + batch * so_b + offs_p[:, None] * so_p + offs_d[None, :] * so_d,
+                 out.to(Out.dtype.element_ty), mask=in_p[:, None] & in_d[None, :])

@@ -14,9 +14,11 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    paths are proven taken.
 4. The diffusion token transformer (attention with its cached pair bias shared by 2 samples,
    a masked token) on 1×1 and 1×2 vs Boltz's DiffusionTransformer, the kernel's calls counted.
-5. The opt-in gated-projection kernel of the triangle multiplication (FOLDCP_TRIMUL_KERNEL=1)
-   alone vs float64 (sizes off its blocks, a mask, float32 and float16), then inside the
-   triangle multiplications and a layer on CPU grids vs serial Boltz, its calls counted.
+5. The opt-in gated-projection kernel (FOLDCP_GATED_KERNEL=1) alone vs float64 (sizes off its
+   blocks, a mask, float32 and float16; the triangle multiplication's sigmoid gate
+   channel-first, the transition's silu gate channel-last), then inside the triangle
+   multiplications and a layer (transition included) on CPU grids vs serial Boltz, its calls
+   counted.
 """
 
 import os
@@ -111,13 +113,18 @@ def check_gated_projection_alone() -> None:
         x = torch.randn(2, 50, 24).to(dtype)  # 50 positions, 24 channels: off the blocks
         w_p, w_g = torch.randn(10, 24), torch.randn(10, 24)
         keep = (torch.rand(2, 1, 50) > 0.3).to(dtype)
+        p = w_p.to(dtype).double() @ x.double().mT  # [2, 10, 50]
+        g = w_g.to(dtype).double() @ x.double().mT
         for mask in (None, keep):
             got = triton_gated_projection.gated_projection(x, w_p, w_g, mask)
-            p = w_p.to(dtype).double() @ x.double().mT  # [2, 10, 50]
-            g = w_g.to(dtype).double() @ x.double().mT
             want = p * torch.sigmoid(g) * (1.0 if mask is None else mask.double())
             assert got.dtype == dtype and got.shape == (2, 10, 50)
             torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+        # the pair transition's: silu(fc1(x)) · fc2(x), channel-last
+        got = triton_gated_projection.gated_projection(x, w_p, w_g, gate="silu", channel_last=True)
+        want = (torch.nn.functional.silu(p) * g).mT
+        assert got.dtype == dtype and got.shape == (2, 50, 10)
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
 
 
 def count_kernel_calls(grid, kind, n, dtype, seed):
@@ -195,11 +202,11 @@ def main() -> None:
         for rank_calls in calls:
             assert rank_calls["layer_norm"] > 0, (kind, rows, cols, calls)
             assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
-    os.environ["FOLDCP_TRIMUL_KERNEL"] = "1"  # the forked ranks inherit it
+    os.environ["FOLDCP_GATED_KERNEL"] = "1"  # the forked ranks inherit it
     for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
         assert all(rank_calls["gated_projection"] > 0 for rank_calls in calls), (kind, calls)
-    del os.environ["FOLDCP_TRIMUL_KERNEL"]
+    del os.environ["FOLDCP_GATED_KERNEL"]
     for rows, cols in ((1, 1), (1, 2)):
         calls = run_on_grid(rows, cols, token_transformer_vs_boltz)
         assert all(count == 2 for count in calls), (rows, cols, calls)  # one per layer
