@@ -70,8 +70,8 @@ def gated_projection(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,
     if triton_attention._interpreting():
         config.update(BLOCK_P=32, BLOCK_D=32)
 
-    def grid(meta):
-        return (triton.cdiv(positions, meta["BLOCK_P"]), triton.cdiv(rows, meta["BLOCK_D"]), batch)
+    def grid(meta):  # one axis, weight blocks fastest (see the kernel); batch on the second
+        return (triton.cdiv(positions, meta["BLOCK_P"]) * triton.cdiv(rows, meta["BLOCK_D"]), batch)
 
     _kernel()[grid](
         x, w_p, w_g, keep if keep is not None else out, out,
@@ -101,9 +101,14 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
                  PRECISION: tl.constexpr,
                  BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):
         # 64-bit offsets: positions × channels passes 2^31 from ~4,100 tokens on one GPU
-        block_p = tl.program_id(0).to(tl.int64)
-        block_d = tl.program_id(1).to(tl.int64)
-        batch = tl.program_id(2).to(tl.int64)
+        # the programs of one block of positions (one per weight block) run side by side, so
+        # the x tile they share is read from memory once and from L2 after (the transition
+        # has 512 / BLOCK_D weight blocks); one grid axis, as positions / BLOCK_P can pass the
+        # 65,535 programs of the others
+        blocks_d = tl.cdiv(rows, BLOCK_D)
+        block_p = tl.program_id(0).to(tl.int64) // blocks_d
+        block_d = tl.program_id(0).to(tl.int64) % blocks_d
+        batch = tl.program_id(1).to(tl.int64)
         offs_p = block_p * BLOCK_P + tl.arange(0, BLOCK_P)
         offs_d = block_d * BLOCK_D + tl.arange(0, BLOCK_D)
         in_p = offs_p < positions

@@ -110,21 +110,23 @@ def check_layer_norm_offsets_past_2_31() -> None:
 def check_gated_projection_alone() -> None:
     torch.manual_seed(0)
     for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2)):
-        x = torch.randn(2, 50, 24).to(dtype)  # 50 positions, 24 channels: off the blocks
-        w_p, w_g = torch.randn(10, 24), torch.randn(10, 24)
-        keep = (torch.rand(2, 1, 50) > 0.3).to(dtype)
-        p = w_p.to(dtype).double() @ x.double().mT  # [2, 10, 50]
-        g = w_g.to(dtype).double() @ x.double().mT
-        for mask in (None, keep):
-            got = triton_gated_projection.gated_projection(x, w_p, w_g, mask)
-            want = p * torch.sigmoid(g) * (1.0 if mask is None else mask.double())
-            assert got.dtype == dtype and got.shape == (2, 10, 50)
+        for rows in (10, 70):  # one weight block, and three (32 rows each under the interpreter)
+            x = torch.randn(2, 50, 24).to(dtype)  # 50 positions, 24 channels: off the blocks
+            w_p, w_g = torch.randn(rows, 24), torch.randn(rows, 24)
+            keep = (torch.rand(2, 1, 50) > 0.3).to(dtype)
+            p = w_p.to(dtype).double() @ x.double().mT  # [2, rows, 50]
+            g = w_g.to(dtype).double() @ x.double().mT
+            for mask in (None, keep):
+                got = triton_gated_projection.gated_projection(x, w_p, w_g, mask)
+                want = p * torch.sigmoid(g) * (1.0 if mask is None else mask.double())
+                assert got.dtype == dtype and got.shape == (2, rows, 50)
+                torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+            # the pair transition's: silu(fc1(x)) · fc2(x), channel-last
+            got = triton_gated_projection.gated_projection(x, w_p, w_g, gate="silu",
+                                                           channel_last=True)
+            want = (torch.nn.functional.silu(p) * g).mT
+            assert got.dtype == dtype and got.shape == (2, 50, rows)
             torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
-        # the pair transition's: silu(fc1(x)) · fc2(x), channel-last
-        got = triton_gated_projection.gated_projection(x, w_p, w_g, gate="silu", channel_last=True)
-        want = (torch.nn.functional.silu(p) * g).mT
-        assert got.dtype == dtype and got.shape == (2, 50, 10)
-        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
 
 
 def count_kernel_calls(grid, kind, n, dtype, seed):
