@@ -133,17 +133,23 @@ def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bia
     return out, lse
 
 
-_KERNELS: dict[bool, object] = {}
+def lazy_kernel(body):
+    """body() → a kernel function; returns kernel() → it jitted, on first use (per mode).
+    Whether Triton interprets a kernel (CPU) or compiles it (GPU) is decided when it is
+    decorated, so a test can switch to the interpreter by setting TRITON_INTERPRET=1 before
+    the first call. foldcp's Triton modules all make their kernels this way."""
+    kernels: dict[bool, object] = {}
+
+    def kernel():
+        interpreting = _interpreting()
+        if interpreting not in kernels:
+            kernels[interpreting] = triton.jit(body())
+        return kernels[interpreting]
+
+    return kernel
 
 
-def _kernel():
-    """The jitted kernel, made on first use: whether Triton interprets it (CPU) or compiles
-    it (GPU) is decided when it is decorated, so a test can switch to the interpreter by
-    setting TRITON_INTERPRET=1 before the first call."""
-    interpreting = _interpreting()
-    if interpreting not in _KERNELS:
-        _KERNELS[interpreting] = triton.jit(_forward)
-    return _KERNELS[interpreting]
+_kernel = lazy_kernel(lambda: _forward)
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use

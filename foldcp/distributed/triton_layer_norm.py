@@ -55,15 +55,7 @@ def layer_norm(norm: nn.Module, x: torch.Tensor, out_dtype: torch.dtype) -> torc
     return y
 
 
-_KERNELS: dict = {}
-
-
-def _kernel():
-    """Jitted on first use (see triton_attention._kernel: interpreter or compiler)."""
-    interpreting = triton_attention._interpreting()
-    if interpreting not in _KERNELS:
-        _KERNELS[interpreting] = triton.jit(_forward)
-    return _KERNELS[interpreting]
+_kernel = triton_attention.lazy_kernel(lambda: _forward)  # jitted on first use
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
