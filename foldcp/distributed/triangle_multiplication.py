@@ -64,28 +64,22 @@ class DistTriangleMultiplication(nn.Module):
         def gated(c0: int, c1: int) -> tuple[torch.Tensor, torch.Tensor]:
             """Channels [c0, c1) of a and of b: Boltz's p_in(x) * sigmoid(g_in(x)), masked, as
             [B, d, I, J] each. Their four projections come from one GEMM (x read once per
-            chunk, not four times: at d = 32 output rows the GEMM is bound by reading x).
+            chunk, not four times: at d = 32 output rows the GEMM is bound by reading x), or,
+            opt-in, from one kernel that also gates them (triton_gated_projection).
             Boltz casts them to float32, which autocast casts back for the product."""
             d = c1 - c0
-            if triton_gated_projection.wanted(x):  # opt-in: the gating fused into the GEMM
+            p_rows = torch.cat([m.p_in.weight[c0:c1], m.p_in.weight[channels + c0:channels + c1]])
+            g_rows = torch.cat([m.g_in.weight[c0:c1], m.g_in.weight[channels + c0:channels + c1]])
+            if triton_gated_projection.wanted(x):
                 a_and_b = triton_gated_projection.gated_projection(
-                    x.view(batch, rows * cols, channels),
-                    torch.cat([m.p_in.weight[c0:c1], m.p_in.weight[channels + c0:channels + c1]]),
-                    torch.cat([m.g_in.weight[c0:c1], m.g_in.weight[channels + c0:channels + c1]]),
-                    keep)
-                if not autocast:
-                    a_and_b = a_and_b.float()
-                return (a_and_b[:, :d].view(batch, d, rows, cols),
-                        a_and_b[:, d:].view(batch, d, rows, cols))
-            weight = torch.cat([m.p_in.weight[c0:c1], m.g_in.weight[c0:c1],
-                                m.p_in.weight[channels + c0:channels + c1],
-                                m.g_in.weight[channels + c0:channels + c1]])
-            projected = torch.matmul(weight, positions)  # [B, 4d, I·J]
+                    x.view(batch, rows * cols, channels), p_rows, g_rows, keep)  # [B, 2d, I·J]
+            else:
+                projected = torch.matmul(torch.cat([p_rows, g_rows]), positions)  # [B, 4d, I·J]
+                a_and_b = gate_(projected[:, :2 * d], projected[:, 2 * d:], keep)
             if not autocast:
-                projected = projected.float()
-            a = gate_(projected[:, :d], projected[:, d:2 * d], keep)
-            b = gate_(projected[:, 2 * d:3 * d], projected[:, 3 * d:], keep)
-            return a.view(batch, d, rows, cols), b.view(batch, d, rows, cols)
+                a_and_b = a_and_b.float()
+            return (a_and_b[:, :d].view(batch, d, rows, cols),
+                    a_and_b[:, d:].view(batch, d, rows, cols))
 
         product = None
         chunk = self.channel_chunk or -(-channels // 4)
