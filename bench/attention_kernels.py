@@ -54,17 +54,18 @@ SWEEP = [(64, 64, 4, 2), (128, 64, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3), (128,
          (64, 128, 4, 2), (128, 64, 4, 3), (128, 64, 8, 4), (128, 32, 8, 3), (256, 64, 8, 2)]
 
 
-def configured(fn, config: dict):
-    """fn run with triton_attention.CONFIG temporarily replaced."""
+def configured(fn, config: dict | None, name: str = "CONFIG"):
+    """fn run with triton_attention.<name> (CONFIG, or CONFIG_FLOAT32 for float32 inputs)
+    temporarily replaced by config (None: as it is); returns fn's result."""
     from foldcp.distributed import triton_attention
 
     def run():
-        saved = triton_attention.CONFIG
-        triton_attention.CONFIG = config
+        saved = getattr(triton_attention, name)
+        setattr(triton_attention, name, config or saved)
         try:
-            fn()
+            return fn()
         finally:
-            triton_attention.CONFIG = saved
+            setattr(triton_attention, name, saved)
     return run
 
 
@@ -104,12 +105,13 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[d
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bias[0], key_bias=key_bias,
             scale=width**-0.5)[0]
 
-    candidates = {"plain": (lambda: _plain_core(q, k, v, bias, mask, layout, 1e6, samples), None),
-                  "triton": (kernel, None)}
+    candidates = {"plain": lambda: _plain_core(q, k, v, bias, mask, layout, 1e6, samples),
+                  "triton": kernel}
     if sweep:
         for m, n_, warps, stages in SWEEP_FLOAT32:
             config = {"BLOCK_M": m, "BLOCK_N": n_, "num_warps": warps, "num_stages": stages}
-            candidates[f"triton_{m}x{n_}_w{warps}_s{stages}"] = (kernel, config)
+            candidates[f"triton_{m}x{n_}_w{warps}_s{stages}"] = configured(kernel, config,
+                                                                           "CONFIG_FLOAT32")
     tf32_before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
@@ -117,11 +119,9 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[d
         want = torch.softmax(torch.einsum("bihd,bjhd->bhij", q.double(), k.double()) * width**-0.5
                              + bias.double(), dim=-1)
         want = torch.einsum("bhij,bjhd->bihd", want, v.double())
-        for name, (fn, config) in candidates.items():
+        for name, fn in candidates.items():
             row = {"kind": "single_track_attention", "impl": name, "tokens": n, "card": card,
                    "heads": heads, "width": width, "samples": samples, "dtype": "float32 (tf32)"}
-            saved = triton_attention.CONFIG_FLOAT32
-            triton_attention.CONFIG_FLOAT32 = config or saved
             try:
                 seconds = timed(fn, repeat=10)
                 row.update(ms=round(seconds * 1e3, 3),
@@ -131,8 +131,6 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[d
                 row["max_abs_diff_vs_float64"] = float((got.double() - want).abs().max())
             except Exception as error:
                 row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
-            finally:
-                triton_attention.CONFIG_FLOAT32 = saved
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
