@@ -6,7 +6,8 @@
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
 #             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
 #             then this tree's as it runs, profiled (sub-layers and top kernels), then with
-#             FOLDCP_GATED_KERNEL=1 (triton_gated_projection.py, opt-in), profiled
+#             FOLDCP_GATED_KERNEL=1 (triton_gated_projection.py, opt-in), profiled; LAYER_RUNS
+#             picks among these four (old eager current gated)
 #   attention the triangle-attention kernels at ATTENTION_TOKENS (2,048 3,072): .payload/old's
 #             if present, then this tree's; SWEEP=1 adds the Triton tile sweep
 #   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
@@ -14,7 +15,8 @@
 #             Pairformer pass and second denoising step profiled (cp_model.py --profile-*)
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
-#   speed     full default inference with TF32 sampling at each of SPEED_TOKENS (1000): foldcp
+#   speed     full default inference with SPEED_PRECISIONS sampling (tf32; float32 is the
+#             runner's default) at each of SPEED_TOKENS (1000): foldcp
 #             1×1 after an untimed warm-up fold (cp_model.py --warmup: the stock bench warms up
 #             too), then, at those of STOCK_TOKENS (default: all), stock Boltz-2 with its
 #             cuEquivariance kernels (.anchor) on the same GPU
@@ -42,11 +44,13 @@ layer() { # PYTHONPATH_FIRST LABEL ARGS...
 for part in $PARTS; do
   echo "== $part after $(( $(date +%s) - t0 )) s"
   case $part in
-    layer) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old
-           FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager"  # the element-wise chains unfused
-           layer "$PWD" "$commit" --profile --top 40
-           # the opt-in gated-projection kernel (triangle multiplication, pair transition)
-           FOLDCP_GATED_KERNEL=1 layer "$PWD" "$commit-gated-kernel" --profile --top 40 ;;
+    layer) for run in ${LAYER_RUNS:-old eager current gated}; do case $run in
+             old) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old ;;
+             eager) FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager" ;;  # element-wise chains unfused
+             current) layer "$PWD" "$commit" --profile --top 40 ;;
+             # the opt-in gated-projection kernel (triangle multiplication, pair transition)
+             gated) FOLDCP_GATED_KERNEL=1 layer "$PWD" "$commit-gated-kernel" --profile --top 40 ;;
+           esac; done ;;
     attention) for code in old new; do
                  [ $code = old ] && { [ -d .payload/old/foldcp ] || continue; first="$PWD/.payload/old:"; } || first=""
                  echo "-- $code kernel"
@@ -62,8 +66,10 @@ for part in $PARTS; do
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \
                 --gpu-memory-gib 79.18 ;;
     speed) for n in $SPEED_TOKENS; do
-             cp_run 0 29702 "$(left)" speed_foldcp --no-serial --tokens "$n" --recycling 3 --steps 200 \
-               --sampling-precision tf32 --warmup
+             for precision in ${SPEED_PRECISIONS:-tf32}; do
+               cp_run 0 29702 "$(left)" speed_foldcp --no-serial --tokens "$n" --recycling 3 --steps 200 \
+                 --sampling-precision "$precision" --warmup
+             done
              case " ${STOCK_TOKENS:-$SPEED_TOKENS} " in *" $n "*)
                SITE=/tmp/site-stock OUT="$out/stock" BUDGET="$(left)" TIMEOUT="$(left)" MODES=full \
                  KERNELS=on bash .anchor/run_stock_sweep.sh "$n" 2>&1 | tail -n 4 ;; esac
