@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from rows import append_jsonl, commit  # bench/rows.py (the script's folder is on sys.path)
+from rows import append_jsonl, commit, profile_summary  # bench/rows.py (the script's folder is on sys.path)
 
 
 def stub_rdkit() -> None:
@@ -240,8 +240,8 @@ def main() -> None:
 
 def profile_kth_call(owner, name: str, k: int, row: dict, key: str, sync, top: int = 25) -> None:
     """Profile the k-th call of owner.<name> (a denoising step, a Pairformer pass): its wall
-    time, the GPU's busy time, GPU ms per foldcp.* record_function label (summed over calls
-    inside it) and the top GPU ops land in row[key]."""
+    time and rows.profile_summary's (GPU busy time, ms per foldcp.* label, top kernels) land
+    in row[key]."""
     from torch.profiler import ProfilerActivity, profile
 
     original = getattr(owner, name)
@@ -257,19 +257,7 @@ def profile_kth_call(owner, name: str, k: int, row: dict, key: str, sync, top: i
             result = original(*args, **kwargs)
             sync()
         wall = time.perf_counter() - started
-        averages = prof.key_averages()
-        labels = {e.key: round(e.device_time_total / 1e3, 2) for e in averages
-                  if e.key.startswith("foldcp.")}
-        events = [e for e in averages if e.self_device_time_total > 0]
-        events.sort(key=lambda e: e.self_device_time_total, reverse=True)
-        row[key] = {
-            "wall_ms": round(wall * 1e3, 2),
-            "gpu_busy_ms": round(sum(e.self_device_time_total for e in events) / 1e3, 2),
-            "gpu_events": sum(e.count for e in events),
-            "labels_ms": labels,
-            "top_ops_ms": {f"{e.key[:90]} x{e.count}": round(e.self_device_time_total / 1e3, 2)
-                           for e in events[:top]},
-        }
+        row[key] = {"wall_ms": round(wall * 1e3, 2)} | profile_summary(prof, True, top)
         return result
 
     setattr(owner, name, profiled)

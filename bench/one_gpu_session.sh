@@ -6,8 +6,9 @@
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
 #             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
 #             then this tree's as it runs, profiled (sub-layers and top kernels), then with
-#             FOLDCP_GATED_KERNEL=1 (triton_gated_projection.py, opt-in), profiled; LAYER_RUNS
-#             picks among these four (old eager current gated)
+#             FOLDCP_GATED_KERNEL=0 (triton_gated_projection.py off), profiled; LAYER_RUNS
+#             picks among these four (old eager current ungated); LAYER_ARGS adds
+#             pairformer_layer.py options to each (e.g. --cuda-graph)
 #   attention the triangle-attention kernels at ATTENTION_TOKENS (2,048 3,072): .payload/old's
 #             if present, then this tree's; SWEEP=1 adds the Triton tile sweep
 #   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
@@ -38,18 +39,18 @@ left() { echo $(( ${BUDGET_S:-570} - ($(date +%s) - t0) )); }
 layer() { # PYTHONPATH_FIRST LABEL ARGS...
   PYTHONPATH="$1:$PYTHONPATH" timeout -k 5 "$(left)" python3 bench/pairformer_layer.py --foldcp-only \
     --tokens ${LAYER_TOKENS:-1024 2048 3072} --token-multiple "${LAYER_MULTIPLE:-1}" --repeat 3 \
-    --label "$2" --out "$out/layer.jsonl" "${@:3}" 2>&1 \
+    --label "$2" --out "$out/layer.jsonl" "${@:3}" ${LAYER_ARGS:-} 2>&1 \
     | grep -v "^W1\|^\s*$" | cut -c1-1500 | tail -n 40
 }
 for part in $PARTS; do
   echo "== $part after $(( $(date +%s) - t0 )) s"
   case $part in
-    layer) for run in ${LAYER_RUNS:-old eager current gated}; do case $run in
+    layer) for run in ${LAYER_RUNS:-old eager current ungated}; do case $run in
              old) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old ;;
              eager) FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager" ;;  # element-wise chains unfused
              current) layer "$PWD" "$commit" --profile --top 40 ;;
-             # the opt-in gated-projection kernel (triangle multiplication, pair transition)
-             gated) FOLDCP_GATED_KERNEL=1 layer "$PWD" "$commit-gated-kernel" --profile --top 40 ;;
+             # without the gated-projection kernel (triangle multiplication, pair transition)
+             ungated) FOLDCP_GATED_KERNEL=0 layer "$PWD" "$commit-no-gated-kernel" --profile --top 40 ;;
            esac; done ;;
     attention) for code in old new; do
                  [ $code = old ] && { [ -d .payload/old/foldcp ] || continue; first="$PWD/.payload/old:"; } || first=""

@@ -8,9 +8,11 @@ on the r×c grid. Only each rank's own pair block is ever created.
     python bench/pairformer_layer.py --tokens 1024 2048 --out bench/out.jsonl
     torchrun --nproc-per-node 2 bench/pairformer_layer.py --tokens 1024 2048 --out bench/out.jsonl
 
---profile adds, per N, one profiled call of foldcp's layer: GPU time per sub-layer (the
-record_function labels in foldcp/distributed/pairformer.py) and the top kernels, printed and
-written as JSON lines (kind "profile") to --out.
+--profile adds, per N, one profiled call of foldcp's layer: its wall time, the GPU's busy
+time, GPU time per sub-layer (the record_function labels in foldcp/distributed/pairformer.py)
+and the top kernels, printed and written as JSON lines (kind "profile") to --out.
+--cuda-graph adds, on one GPU, the layer recorded once as a CUDA graph and replayed
+(impl "foldcp_graphed"): what Python and kernel launches cost the layer.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from foldcp.distributed.layout import Layout
 from foldcp.distributed.launch import init_from_env
 from foldcp.distributed.pairformer import DistPairformerLayer
 from foldcp.model.weights import randomize_weights
-from rows import append_jsonl  # bench/rows.py (the script's folder is on sys.path)
+from rows import append_jsonl, profile_summary  # bench/rows.py (the script's folder is on sys.path)
 
 C_S, C_Z, HEADS = 384, 128, 16
 
@@ -49,33 +51,35 @@ def timed(fn, repeat: int, device) -> tuple[float, float]:
 
 
 def profile_call(fn, device, top: int = 12) -> dict:
-    """GPU (or CPU) milliseconds per foldcp.* sub-layer label and for the top kernels."""
+    """One profiled call of fn: its wall ms and rows.profile_summary's (GPU busy ms, ms per
+    foldcp.* sub-layer label, top kernels)."""
     from torch.profiler import ProfilerActivity, profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
+        started = time.perf_counter()
         fn()
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize(device)
-    events = prof.key_averages()
+        wall = time.perf_counter() - started
+    return {"wall_ms": round(wall * 1e3, 2)} | profile_summary(prof, cuda, top)
 
-    def device_ms(event) -> float:
-        total = getattr(event, "device_time_total", None)
-        if total is None:
-            total = getattr(event, "cuda_time_total", 0.0)
-        return (total if device.type == "cuda" else event.cpu_time_total) / 1e3
 
-    def self_device_ms(event) -> float:
-        total = getattr(event, "self_device_time_total", None)
-        if total is None:
-            total = getattr(event, "self_cuda_time_total", 0.0)
-        return (total if device.type == "cuda" else event.self_cpu_time_total) / 1e3
-
-    labels = {e.key: round(device_ms(e), 2) for e in events if e.key.startswith("foldcp.")}
-    kernels = sorted((e for e in events if not e.key.startswith("foldcp.")), key=self_device_ms,
-                     reverse=True)[:top]
-    return {"sublayers_ms": labels,
-            "top_ops_ms": {e.key[:80]: round(self_device_ms(e), 2) for e in kernels}}
+def graphed(fn, device):
+    """fn recorded once as a CUDA graph (after an eager call: compiles, cuBLAS and allocator
+    warm-up) and replayed: fn's time without Python or kernel-launch overhead. The returned
+    callable replays the same kernels on the same input tensors."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    torch.cuda.synchronize(device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
 
 
 def main() -> None:
@@ -91,6 +95,9 @@ def main() -> None:
     parser.add_argument("--token-multiple", type=int, default=1,
                         help="pad N to a multiple of this as GPU folds do (layout.token_multiple),"
                              " the padded tokens masked: the layer as it runs inside a fold")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="also time foldcp's layer recorded as one CUDA graph and replayed "
+                             "(one GPU): the layer without Python and launch overhead")
     parser.add_argument("--label", default=None, help="recorded in each row (e.g. the code's commit)")
     args = parser.parse_args()
     rows = cols = None
@@ -113,7 +120,10 @@ def main() -> None:
         s = torch.randn(1, layout.n_padded, C_S, device=device, generator=gen)
         mask = (torch.arange(layout.n_padded, device=device) < n).float()[None]  # padding: 0
         pair_mask = mask[:, layout.rows, None] * mask[:, None, layout.cols]
-        runs = [("foldcp", lambda: dist_layer(s, z, mask, pair_mask, layout))]
+        foldcp_layer = lambda: dist_layer(s, z, mask, pair_mask, layout)  # noqa: E731
+        runs = [("foldcp", foldcp_layer)]
+        if args.cuda_graph and device.type == "cuda" and grid.size == 1:
+            runs.append(("foldcp_graphed", None))  # recorded below, under autocast
         if grid.size == 1 and not args.foldcp_only:
             chunk = 128 if n > 1536 else 512  # what Boltz's PairformerModule passes
             runs.insert(0, ("boltz_serial", lambda: layer(s, z, mask, pair_mask, chunk)))
@@ -125,6 +135,8 @@ def main() -> None:
             try:
                 with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                              enabled=device.type == "cuda"):
+                    if name == "foldcp_graphed":
+                        fn = graphed(foldcp_layer, device)
                     seconds, peak = timed(fn, args.repeat, device)
                 stats = torch.tensor([seconds, peak], device=device)
                 if grid.size > 1:
@@ -134,6 +146,11 @@ def main() -> None:
             except torch.cuda.OutOfMemoryError:
                 row.update(seconds_per_layer=None, peak_gib_per_gpu=None, oom=True)
                 torch.cuda.empty_cache()
+            except RuntimeError as error:  # not recordable (a host sync inside the layer …)
+                if name != "foldcp_graphed":
+                    raise
+                row.update(seconds_per_layer=None, peak_gib_per_gpu=None,
+                           error=str(error).splitlines()[0][:300])
             results.append(row)
             if grid.rank == 0:
                 print(json.dumps(row), flush=True)

@@ -29,3 +29,33 @@ def commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         marker = REPO / ".git-commit"
         return marker.read_text().strip() if marker.exists() else "unknown"
+
+
+def profile_summary(prof, on_gpu: bool, top: int) -> dict:
+    """A finished torch profile in milliseconds:
+    labels_ms   per foldcp.* record_function label, summed over its calls (on a GPU the span
+                from the label's first kernel to its last, idle gaps included)
+    busy_ms     the GPU kernels' (and copies') own time, summed; with the caller's wall time
+                it says whether the span was launch-bound (busy well below wall)
+    kernels     how many GPU kernels and copies ran
+    top_ms      the `top` GPU kernels (CPU ops off a GPU) by own time, with their counts"""
+    def own_ms(event) -> float:
+        total = (getattr(event, "self_device_time_total", None) if on_gpu
+                 else event.self_cpu_time_total)
+        return (total or 0.0) / 1e3
+
+    def span_ms(event) -> float:
+        return (getattr(event, "device_time_total", 0.0) if on_gpu else event.cpu_time_total) / 1e3
+
+    events = prof.key_averages()
+    labels = {e.key: round(span_ms(e), 2) for e in events if e.key.startswith("foldcp.")}
+    if on_gpu:
+        from torch.autograd import DeviceType
+        work = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
+    else:
+        work = [e for e in events if not e.key.startswith("foldcp.")]
+    work.sort(key=own_ms, reverse=True)
+    return {"labels_ms": labels,
+            "busy_ms": round(sum(own_ms(e) for e in work), 2),
+            "kernels": sum(e.count for e in work),
+            "top_ms": {f"{e.key[:90]} x{e.count}": round(own_ms(e), 2) for e in work[:top]}}

@@ -168,11 +168,12 @@ def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Ten
     dtype = compute_dtype(x)
     for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], expansion)):
         hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
-        if triton_gated_projection.wanted(hidden):  # opt-in: the gate fused into the GEMMs
-            flat = hidden.view(hidden.shape[0], -1, hidden.shape[-1])
-            gated = triton_gated_projection.gated_projection(
-                flat, transition.fc1.weight, transition.fc2.weight, gate="silu",
-                channel_last=True).view(*hidden.shape[:-1], -1)
+        # on GPUs the gate fused into the GEMMs (triton_gated_projection)
+        gated = triton_gated_projection.gated_projection_or_none(
+            hidden.view(hidden.shape[0], -1, hidden.shape[-1]), transition.fc1.weight,
+            transition.fc2.weight, gate="silu", channel_last=True)
+        if gated is not None:
+            gated = gated.view(*hidden.shape[:-1], -1)
         else:
             gated = silu_gate_(transition.fc1(hidden), transition.fc2(hidden))
         x[:, r0:r1] += transition.fc3(gated)

@@ -57,23 +57,25 @@ class DistTriangleMultiplication(nn.Module):
         autocast = torch.is_autocast_enabled(x.device.type)
         positions = x.view(batch, rows * cols, channels).mT  # [B, D, I·J], a view
         keep = mask.reshape(batch, 1, rows * cols).to(x.dtype)
-        # multiplying by an all-ones mask changes nothing: skip the two passes over a and b
-        # (one host sync; the usual case, with no padded tokens in the block)
-        keep = None if bool(keep.min() == 1) else keep
+        if not triton_gated_projection.wanted(x):
+            # multiplying by an all-ones mask changes nothing: skip the two passes over a and
+            # b (one host sync; the usual case, with no padded tokens in the block). The
+            # kernel masks in its epilogue for free, and no sync keeps a layer recordable as
+            # a CUDA graph.
+            keep = None if bool(keep.min() == 1) else keep
 
         def gated(c0: int, c1: int) -> tuple[torch.Tensor, torch.Tensor]:
             """Channels [c0, c1) of a and of b: Boltz's p_in(x) * sigmoid(g_in(x)), masked, as
             [B, d, I, J] each. Their four projections come from one GEMM (x read once per
             chunk, not four times: at d = 32 output rows the GEMM is bound by reading x), or,
-            opt-in, from one kernel that also gates them (triton_gated_projection).
+            on GPUs, from one kernel that also gates them (triton_gated_projection).
             Boltz casts them to float32, which autocast casts back for the product."""
             d = c1 - c0
             p_rows = torch.cat([m.p_in.weight[c0:c1], m.p_in.weight[channels + c0:channels + c1]])
             g_rows = torch.cat([m.g_in.weight[c0:c1], m.g_in.weight[channels + c0:channels + c1]])
-            if triton_gated_projection.wanted(x):
-                a_and_b = triton_gated_projection.gated_projection(
-                    x.view(batch, rows * cols, channels), p_rows, g_rows, keep)  # [B, 2d, I·J]
-            else:
+            a_and_b = triton_gated_projection.gated_projection_or_none(
+                x.view(batch, rows * cols, channels), p_rows, g_rows, keep)  # [B, 2d, I·J]
+            if a_and_b is None:
                 projected = torch.matmul(torch.cat([p_rows, g_rows]), positions)  # [B, 4d, I·J]
                 a_and_b = gate_(projected[:, :2 * d], projected[:, 2 * d:], keep)
             if not autocast:

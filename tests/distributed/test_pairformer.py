@@ -293,3 +293,29 @@ def test_attention_falls_back_where_the_kernel_cannot_build(monkeypatch, caplog)
             compare_on_grid(Grid(1, 1, 0), "attention", 13, torch.float32, 3)
     assert len(attempts) == 1 and triton_attention._failed
     assert sum("Triton attention kernel unavailable" in r.message for r in caplog.records) == 1
+
+
+def test_gated_projection_falls_back_where_the_kernel_cannot_build(monkeypatch, caplog):
+    """The gated-projection kernel (triangle multiplications' inputs, pair transition) on a GPU
+    that cannot build it: the layer forms them with GEMMs + gates instead (same result), says
+    so once, and does not try the kernel again."""
+    from triton.runtime.errors import OutOfResources
+
+    from foldcp.distributed import triton_gated_projection
+    from foldcp.distributed.grid import Grid
+
+    attempts = []
+
+    def cannot_build(*args, **kwargs):
+        attempts.append(1)
+        raise OutOfResources(232448, 101376, "shared memory")
+
+    monkeypatch.setattr(triton_gated_projection, "_failed", False)
+    monkeypatch.setattr(triton_gated_projection, "gated_projection", cannot_build)
+    monkeypatch.setattr(triton_gated_projection, "wanted",
+                        lambda x: not triton_gated_projection._failed)
+    with caplog.at_level("WARNING", logger="foldcp.distributed.triton_gated_projection"):
+        for _ in range(2):
+            compare_on_grid(Grid(1, 1, 0), "layer", 13, torch.float32, 3)
+    assert len(attempts) == 1 and triton_gated_projection._failed
+    assert sum("gated-projection kernel unavailable" in r.message for r in caplog.records) == 1

@@ -14,7 +14,8 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    paths are proven taken.
 4. The diffusion token transformer (attention with its cached pair bias shared by 2 samples,
    a masked token) on 1×1 and 1×2 vs Boltz's DiffusionTransformer, the kernel's calls counted.
-5. The opt-in gated-projection kernel (FOLDCP_GATED_KERNEL=1) alone vs float64 (sizes off its
+   (With FOLDCP_GATED_KERNEL=0: the triangle multiplications' unfused projections.)
+5. The gated-projection kernel (on by default) alone vs float64 (sizes off its
    blocks, a mask, float32 and float16; the triangle multiplication's sigmoid gate
    channel-first, the transition's silu gate channel-last), then inside the triangle
    multiplications and a layer (transition included) on CPU grids vs serial Boltz, its calls
@@ -197,6 +198,7 @@ def main() -> None:
     check_layer_norm_offsets_past_2_31()
     check_gated_projection_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
+    os.environ["FOLDCP_GATED_KERNEL"] = "0"  # the forked ranks inherit it: GEMMs + gates here
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
                              ("tri_mul_in", 2, 1), ("attention", 1, 1), ("attention", 1, 2),
                              ("layer", 2, 1)):
@@ -204,11 +206,11 @@ def main() -> None:
         for rank_calls in calls:
             assert rank_calls["layer_norm"] > 0, (kind, rows, cols, calls)
             assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
-    os.environ["FOLDCP_GATED_KERNEL"] = "1"  # the forked ranks inherit it
+            assert rank_calls["gated_projection"] == 0, (kind, rows, cols, calls)  # turned off
+    del os.environ["FOLDCP_GATED_KERNEL"]  # the default: the gated-projection kernel on
     for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
         assert all(rank_calls["gated_projection"] > 0 for rank_calls in calls), (kind, calls)
-    del os.environ["FOLDCP_GATED_KERNEL"]
     for rows, cols in ((1, 1), (1, 2)):
         calls = run_on_grid(rows, cols, token_transformer_vs_boltz)
         assert all(count == 2 for count in calls), (rows, cols, calls)  # one per layer
