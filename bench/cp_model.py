@@ -71,6 +71,10 @@ def main() -> None:
     parser.add_argument("--profile-pairformer", type=int, default=None, metavar="K",
                         help="profile the K-th Pairformer pass of the trunk (one per recycle): "
                              "GPU ms per sub-layer label (summed over its layers) and top kernels")
+    parser.add_argument("--profile-sampling", type=int, nargs=2, default=None, metavar=("K", "M"),
+                        help="profile denoising steps K … K+M-1 as they run (CUDA graphs "
+                             "included) and everything between their networks: the sampling "
+                             "loop's own overhead")
     parser.add_argument("--no-cuda-graphs", action="store_true",
                         help="run the denoising steps eagerly (default: CUDA graphs on 1 GPU)")
     parser.add_argument("--sampling-precision", nargs="+", default=["float32"], choices=MODES,
@@ -200,6 +204,10 @@ def main() -> None:
         if args.profile_step and mode == args.sampling_precision[0]:
             profile_kth_call(model.structure_module, "preconditioned_network_forward",
                              args.profile_step, row, "step_profile", sync)
+        if args.profile_sampling and mode == args.sampling_precision[0]:
+            first, count = args.profile_sampling
+            profile_kth_call(model.structure_module, "preconditioned_network_forward", first, row,
+                             "sampling_profile", sync, count=count)
         if args.profile_pairformer and mode == args.sampling_precision[0]:
             profile_kth_call(trunk.pairformer, "forward", args.profile_pairformer, row,
                              "pairformer_profile", sync)
@@ -238,26 +246,32 @@ def main() -> None:
         dist.destroy_process_group()
 
 
-def profile_kth_call(owner, name: str, k: int, row: dict, key: str, sync, top: int = 25) -> None:
-    """Profile the k-th call of owner.<name> (a denoising step, a Pairformer pass): its wall
-    time and rows.profile_summary's (GPU busy time, ms per foldcp.* label, top kernels) land
-    in row[key]."""
+def profile_kth_call(owner, name: str, k: int, row: dict, key: str, sync, top: int = 25,
+                     count: int = 1) -> None:
+    """Profile owner.<name>'s calls k … k + count - 1 (a denoising step, a Pairformer pass)
+    and all that runs between them (count > 1: a stretch of the sampling loop, the work
+    between network calls included): the wall time and rows.profile_summary's (GPU busy
+    time, ms per foldcp.* label, top kernels, top host ops) land in row[key]."""
     from torch.profiler import ProfilerActivity, profile
 
     original = getattr(owner, name)
     calls = [0]
+    state = {}
 
     def profiled(*args, **kwargs):
         calls[0] += 1
-        if calls[0] != k:
-            return original(*args, **kwargs)
-        sync()
-        started = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            result = original(*args, **kwargs)
+        if calls[0] == k:
             sync()
-        wall = time.perf_counter() - started
-        row[key] = {"wall_ms": round(wall * 1e3, 2)} | profile_summary(prof, True, top)
+            state["prof"] = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            state["prof"].start()
+            state["started"] = time.perf_counter()
+        result = original(*args, **kwargs)
+        if calls[0] == k + count - 1:
+            sync()
+            wall = time.perf_counter() - state["started"]
+            state["prof"].stop()
+            row[key] = ({"calls": count, "wall_ms": round(wall * 1e3, 2)}
+                        | profile_summary(state["prof"], True, top, cpu_top=15))
         return result
 
     setattr(owner, name, profiled)

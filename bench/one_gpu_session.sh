@@ -14,6 +14,9 @@
 #   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
 #   profile   one fold at PROFILE_TOKENS (2500), 1 recycle, 3 steps, eager steps: its second
 #             Pairformer pass and second denoising step profiled (cp_model.py --profile-*)
+#   sampling  one fold at each of SAMPLING_TOKENS (2500 1000), no recycles, 30 steps, TF32, CUDA
+#             graphs as folds run: denoising steps 10-19 profiled with all between their
+#             networks (cp_model.py --profile-sampling): the sampling loop's own overhead
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
 #   speed     full default inference with SPEED_PRECISIONS sampling (tf32; float32 is the
@@ -63,6 +66,10 @@ for part in $PARTS; do
             --out "$out/gemm.jsonl" 2>&1 | grep -v "^{" ;;
     profile) cp_run 0 29704 "$(left)" profile --no-serial --tokens "${PROFILE_TOKENS:-2500}" --recycling 1 \
                --steps 3 --no-cuda-graphs --sampling-precision tf32 --profile-pairformer 2 --profile-step 2 ;;
+    sampling) for n in ${SAMPLING_TOKENS:-2500 1000}; do
+                cp_run 0 29705 "$(left)" sampling --no-serial --tokens "$n" --recycling 0 --steps 30 \
+                  --sampling-precision tf32 --profile-sampling 10 10
+              done ;;
     capacity) CHECK_FINITE=1 cp_run 0 29701 "$(left)" capacity --no-serial \
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \
                 --gpu-memory-gib 79.18 ;;

@@ -31,14 +31,18 @@ def commit() -> str:
         return marker.read_text().strip() if marker.exists() else "unknown"
 
 
-def profile_summary(prof, on_gpu: bool, top: int) -> dict:
+def profile_summary(prof, on_gpu: bool, top: int, cpu_top: int = 0) -> dict:
     """A finished torch profile in milliseconds:
     labels_ms   per foldcp.* record_function label, summed over its calls (on a GPU the span
                 from the label's first kernel to its last, idle gaps included)
     busy_ms     the GPU kernels' (and copies') own time, summed; with the caller's wall time
                 it says whether the span was launch-bound (busy well below wall)
     kernels     how many GPU kernels and copies ran
-    top_ms      the `top` GPU kernels (CPU ops off a GPU) by own time, with their counts"""
+    top_ms      the `top` GPU kernels (CPU ops off a GPU) by own time, with their counts
+    cpu_top_ms  (cpu_top > 0) the `cpu_top` host ops and runtime calls by own CPU time: where
+                the host waits (cudaStreamSynchronize, .item()) or launches"""
+    from torch.autograd import DeviceType
+
     def own_ms(event) -> float:
         total = (getattr(event, "self_device_time_total", None) if on_gpu
                  else event.self_cpu_time_total)
@@ -49,13 +53,18 @@ def profile_summary(prof, on_gpu: bool, top: int) -> dict:
 
     events = prof.key_averages()
     labels = {e.key: round(span_ms(e), 2) for e in events if e.key.startswith("foldcp.")}
-    if on_gpu:
-        from torch.autograd import DeviceType
-        work = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
-    else:
-        work = [e for e in events if not e.key.startswith("foldcp.")]
+    host = [e for e in events if not e.key.startswith("foldcp.")
+            and getattr(e, "device_type", None) != DeviceType.CUDA]
+    # on a GPU the labels' device-side ranges are CUDA events too: not kernels
+    work = ([e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA
+             and not e.key.startswith("foldcp.")] if on_gpu else host)
     work.sort(key=own_ms, reverse=True)
-    return {"labels_ms": labels,
-            "busy_ms": round(sum(own_ms(e) for e in work), 2),
-            "kernels": sum(e.count for e in work),
-            "top_ms": {f"{e.key[:90]} x{e.count}": round(own_ms(e), 2) for e in work[:top]}}
+    summary = {"labels_ms": labels,
+               "busy_ms": round(sum(own_ms(e) for e in work), 2),
+               "kernels": sum(e.count for e in work),
+               "top_ms": {f"{e.key[:90]} x{e.count}": round(own_ms(e), 2) for e in work[:top]}}
+    if cpu_top:
+        host.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+        summary["cpu_top_ms"] = {f"{e.key[:90]} x{e.count}": round(e.self_cpu_time_total / 1e3, 2)
+                                 for e in host[:cpu_top]}
+    return summary
