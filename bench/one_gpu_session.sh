@@ -17,6 +17,9 @@
 #   sampling  one fold at each of SAMPLING_TOKENS (2500 1000), no recycles, 30 steps, TF32, CUDA
 #             graphs as folds run: denoising steps 10-19 profiled with all between their
 #             networks (cp_model.py --profile-sampling): the sampling loop's own overhead
+#   agreement serial Boltz2.forward (float32 sampling, as stock) vs foldcp 1×1 in float32 and in
+#             TF32 at AGREEMENT_TOKENS (1000), full default inference: coordinate RMSD and
+#             confidence differences (cp_model.py without --no-serial)
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
 #   speed     full default inference with SPEED_PRECISIONS sampling (tf32; float32 is the
@@ -70,6 +73,8 @@ for part in $PARTS; do
                 cp_run 0 29705 "$(left)" sampling --no-serial --tokens "$n" --recycling 0 --steps 30 \
                   --sampling-precision tf32 --profile-sampling 10 10
               done ;;
+    agreement) cp_run 0 29706 "$(left)" agreement --tokens "${AGREEMENT_TOKENS:-1000}" --recycling 3 \
+                 --steps 200 --sampling-precision float32 tf32 ;;
     capacity) CHECK_FINITE=1 cp_run 0 29701 "$(left)" capacity --no-serial \
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \
                 --gpu-memory-gib 79.18 ;;

@@ -27,6 +27,7 @@ from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
+from foldcp.distributed.host_sync_free import host_sync_free_sampling
 from foldcp.distributed.layout import Layout, assemble_rows, assemble_rows_heads_first, strip_rows
 from foldcp.distributed.memory import allocatable_bytes
 from foldcp.distributed.pair_init import one_hot_index, relative_position_rows
@@ -250,7 +251,8 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
     cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results)."""
     conditioning = DistDiffusionConditioning(model.diffusion_conditioning, model.rel_pos)(
         s_trunk, z_block, feats, layout)
-    with distributed_score_model(model, layout, cuda_graphs), torch.autocast("cuda", enabled=False):
+    with distributed_score_model(model, layout, cuda_graphs), torch.autocast("cuda", enabled=False), \
+            host_sync_free_sampling(model.structure_module):
         return model.structure_module.sample(
             s_trunk=s_trunk.float(),
             s_inputs=s_inputs.float(),

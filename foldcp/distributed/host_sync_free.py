@@ -1,0 +1,89 @@
+"""Boltz-2's sampling loop without most of its per-step host synchronisations.
+
+Each of the 200 denoising steps of Boltz's AtomDiffusion.sample (diffusionv2) stops the host
+until the GPU has caught up about seven times: three `.item()` on the noise schedule, and in
+weighted_rigid_align two `any()` checks for its warnings, the SVD's error check and the
+determinant. After each stop the GPU idles while the host launches the next kernels. With the
+score network replayed as a CUDA graph, that idle time was 7.2 ms of a 33-ms step at 2,500
+tokens and 4.5 of 14.5 ms at 1,000 on an H200 (bench/cp_model.py --profile-sampling,
+bench/RESULTS.md, eleventh session).
+
+Boltz's loop is kept as it is (same operations, same random draws, in the same order); two of
+the things it calls are swapped while it runs:
+
+- the noise schedule is copied to the host once, so the loop's `.item()` calls read host
+  memory (the same float32 values);
+- weighted_rigid_align forms the weighted covariance matrices on the device as Boltz does and
+  copies them, with the per-sample atom counts its warning checks, to the host in ONE
+  transfer; there the 3 × 3 SVD, determinant and rotation are computed as Boltz computes them
+  on the CPU, and the rotations go back to rotate the coordinates on the device. One host
+  synchronisation per step instead of about seven. On CUDA this is LAPACK's SVD instead of
+  cuSOLVER's gesvd for the 3 × 3 matrices (rounding-level differences in the rotation); on
+  the CPU the result equals Boltz's exactly.
+
+    with host_sync_free_sampling(structure_module):
+        structure_module.sample(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from boltz.model.modules import diffusionv2
+
+from foldcp.distributed.swap import swapped
+
+
+@contextlib.contextmanager
+def host_sync_free_sampling(structure_module):
+    """For the with-block: structure_module.sample runs with its noise schedule on the host and
+    with weighted_rigid_align below (see the module docstring)."""
+    boltz_schedule = structure_module.sample_schedule
+
+    def schedule_on_host(num_sampling_steps=None):
+        return boltz_schedule(num_sampling_steps).cpu()
+
+    with swapped((structure_module, "sample_schedule", schedule_on_host),
+                 (diffusionv2, "weighted_rigid_align", weighted_rigid_align)):
+        yield
+
+
+def weighted_rigid_align(true_coords: torch.Tensor, pred_coords: torch.Tensor,
+                         weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Boltz's weighted_rigid_align (AF3 algorithm 28): true_coords [B, N, 3] rigidly moved
+    onto pred_coords [B, N, 3], weights and mask [B, N]. The 3 × 3 work on the host."""
+    *batch, points, dim = torch.broadcast_shapes(true_coords.shape, pred_coords.shape)
+    weights = (mask * weights).unsqueeze(-1)
+    true_centroid = (true_coords * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
+    pred_centroid = (pred_coords * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
+    true_centered = true_coords - true_centroid
+    pred_centered = pred_coords - pred_centroid
+    cov = torch.einsum("...ni,...nj->...ij", weights * pred_centered, true_centered)
+    # one transfer: the covariance matrices and the atom counts of the first warning
+    counts = mask.sum(dim=-1).to(cov.dtype).unsqueeze(-1)
+    host = torch.cat([cov.flatten(-2), counts], dim=-1).cpu()
+    cov_host = host[..., :dim * dim].unflatten(-1, (dim, dim))
+    if torch.any(host[..., -1] < dim + 1):
+        print("Warning: The size of one of the point clouds is <= dim+1. "
+              "`WeightedRigidAlign` cannot return a unique rotation.")
+    rotation = _rotation(cov_host, points, dim).to(cov.device, non_blocking=True)
+    aligned = torch.einsum("...ni,...ji->...nj", true_centered, rotation) + pred_centroid
+    return aligned.detach_()
+
+
+def _rotation(cov: torch.Tensor, points: int, dim: int) -> torch.Tensor:
+    """Boltz's proper rotation from the covariance matrices [..., 3, 3] (its float32 SVD, the
+    reflection fixed by the determinant), in cov's dtype."""
+    original_dtype = cov.dtype
+    cov_32 = cov.to(torch.float32)
+    u, s, v = torch.linalg.svd(cov_32)
+    v = v.mH
+    if (s.abs() <= 1e-15).any() and not (points < (dim + 1)):
+        print("Warning: Excessively low rank of cross-correlation between aligned point "
+              "clouds. `WeightedRigidAlign` cannot return a unique rotation.")
+    rotation = torch.einsum("...ij,...kj->...ik", u, v).to(torch.float32)
+    flip = torch.eye(dim, dtype=cov_32.dtype)[None].repeat(*cov.shape[:-2], 1, 1)
+    flip[..., -1, -1] = torch.det(rotation)
+    rotation = torch.einsum("...ij,...jk,...lk->...il", u, flip, v)
+    return rotation.to(original_dtype)
