@@ -269,53 +269,39 @@ def test_qkvg_projection_equals_the_four_projections():
             torch.testing.assert_close(g, mha.linear_g(x))
 
 
-def test_attention_falls_back_where_the_kernel_cannot_build(monkeypatch, caplog):
-    """A GPU whose shared memory cannot hold the kernel's tiles raises Triton's OutOfResources
-    when it is built: the attention then runs Boltz's element-wise core (same result), says
-    so once, and does not try the kernel again."""
+@pytest.mark.parametrize("module_name, launcher, wanted, kind, message", [
+    # attention with pair bias: Boltz's element-wise core instead
+    ("triton_attention", "shared_bias_attention", "usable", "attention",
+     "Triton attention kernel unavailable"),
+    # the gated projections (triangle multiplications' inputs, pair transition): GEMMs + gates
+    ("triton_gated_projection", "gated_projection", "wanted", "layer",
+     "gated-projection kernel unavailable"),
+])
+def test_kernel_falls_back_where_it_cannot_build(monkeypatch, caplog, module_name, launcher,
+                                                 wanted, kind, message):
+    """A GPU whose shared memory cannot hold a kernel's tiles raises Triton's OutOfResources
+    when it is built: the layer then runs the PyTorch path (same result, checked against serial
+    Boltz), says so once, and does not try the kernel again."""
+    import importlib
+
     from triton.runtime.errors import OutOfResources
 
-    from foldcp.distributed import triton_attention
     from foldcp.distributed.grid import Grid
 
+    module = importlib.import_module(f"foldcp.distributed.{module_name}")
     attempts = []
 
     def cannot_build(*args, **kwargs):
         attempts.append(1)
         raise OutOfResources(232448, 101376, "shared memory")
 
-    monkeypatch.setattr(triton_attention, "_failed", False)
-    monkeypatch.setattr(triton_attention, "shared_bias_attention", cannot_build)
-    monkeypatch.setattr(triton_attention, "usable", lambda x: not triton_attention._failed)
-    monkeypatch.setattr(fused_attention, "fused_available", lambda x: True)
-    with caplog.at_level("WARNING", logger="foldcp.distributed.triton_attention"):
+    monkeypatch.setattr(module, "_failed", False)
+    monkeypatch.setattr(module, launcher, cannot_build)
+    monkeypatch.setattr(module, wanted, lambda x: not module._failed)
+    if kind == "attention":  # the fused path, where the kernel is asked for
+        monkeypatch.setattr(fused_attention, "fused_available", lambda x: True)
+    with caplog.at_level("WARNING", logger=module.__name__):
         for _ in range(2):
-            compare_on_grid(Grid(1, 1, 0), "attention", 13, torch.float32, 3)
-    assert len(attempts) == 1 and triton_attention._failed
-    assert sum("Triton attention kernel unavailable" in r.message for r in caplog.records) == 1
-
-
-def test_gated_projection_falls_back_where_the_kernel_cannot_build(monkeypatch, caplog):
-    """The gated-projection kernel (triangle multiplications' inputs, pair transition) on a GPU
-    that cannot build it: the layer forms them with GEMMs + gates instead (same result), says
-    so once, and does not try the kernel again."""
-    from triton.runtime.errors import OutOfResources
-
-    from foldcp.distributed import triton_gated_projection
-    from foldcp.distributed.grid import Grid
-
-    attempts = []
-
-    def cannot_build(*args, **kwargs):
-        attempts.append(1)
-        raise OutOfResources(232448, 101376, "shared memory")
-
-    monkeypatch.setattr(triton_gated_projection, "_failed", False)
-    monkeypatch.setattr(triton_gated_projection, "gated_projection", cannot_build)
-    monkeypatch.setattr(triton_gated_projection, "wanted",
-                        lambda x: not triton_gated_projection._failed)
-    with caplog.at_level("WARNING", logger="foldcp.distributed.triton_gated_projection"):
-        for _ in range(2):
-            compare_on_grid(Grid(1, 1, 0), "layer", 13, torch.float32, 3)
-    assert len(attempts) == 1 and triton_gated_projection._failed
-    assert sum("gated-projection kernel unavailable" in r.message for r in caplog.records) == 1
+            compare_on_grid(Grid(1, 1, 0), kind, 13, torch.float32, 3)
+    assert len(attempts) == 1 and module._failed
+    assert sum(message in r.message for r in caplog.records) == 1
