@@ -50,8 +50,22 @@ def timed(fn, repeat: int = 3) -> float:
     return (time.perf_counter() - started) / repeat
 
 
+# (BLOCK_M, BLOCK_N, warps, stages[, pipelined]): pipelined = the kernel's PIPELINED variant
+# (each next key block's q·kᵀ issued before the current block's softmax)
 SWEEP = [(64, 64, 4, 2), (128, 64, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3), (128, 128, 8, 2),
-         (64, 128, 4, 2), (128, 64, 4, 3), (128, 64, 8, 4), (128, 32, 8, 3), (256, 64, 8, 2)]
+         (64, 128, 4, 2), (128, 64, 4, 3), (128, 64, 8, 4), (128, 32, 8, 3), (256, 64, 8, 2),
+         (128, 64, 8, 3, True), (128, 64, 8, 2, True), (128, 64, 4, 3, True),
+         (128, 32, 8, 3, True), (64, 64, 4, 3, True)]
+
+
+def sweep_configs(sweep) -> dict[str, dict]:
+    """name → Triton config for each entry of a sweep list."""
+    configs = {}
+    for m, n, warps, stages, *pipelined in sweep:
+        name = f"triton_{m}x{n}_w{warps}_s{stages}" + ("_pipelined" if pipelined else "")
+        configs[name] = {"BLOCK_M": m, "BLOCK_N": n, "num_warps": warps, "num_stages": stages,
+                         "PIPELINED": bool(pipelined and pipelined[0])}
+    return configs
 
 
 def configured(fn, config: dict | None, name: str = "CONFIG"):
@@ -79,9 +93,9 @@ def compile_works() -> str:
         return f"{type(error).__name__}: {str(error)[:200]}"
 
 
-# float32 tiles for --single-track --sweep (BLOCK_M, BLOCK_N, warps, stages)
+# float32 tiles for --single-track --sweep (BLOCK_M, BLOCK_N, warps, stages[, pipelined])
 SWEEP_FLOAT32 = [(128, 64, 8, 2), (64, 32, 4, 3), (128, 32, 4, 2), (128, 32, 8, 3), (64, 128, 4, 2),
-                 (32, 64, 4, 3), (128, 64, 4, 2)]
+                 (32, 64, 4, 3), (128, 64, 4, 2), (128, 64, 8, 2, True), (128, 32, 8, 3, True)]
 
 
 def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[dict]:
@@ -108,10 +122,8 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[d
     candidates = {"plain": lambda: _plain_core(q, k, v, bias, mask, layout, 1e6, samples),
                   "triton": kernel}
     if sweep:
-        for m, n_, warps, stages in SWEEP_FLOAT32:
-            config = {"BLOCK_M": m, "BLOCK_N": n_, "num_warps": warps, "num_stages": stages}
-            candidates[f"triton_{m}x{n_}_w{warps}_s{stages}"] = configured(kernel, config,
-                                                                           "CONFIG_FLOAT32")
+        for name, config in sweep_configs(SWEEP_FLOAT32).items():
+            candidates[name] = configured(kernel, config, "CONFIG_FLOAT32")
     tf32_before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
@@ -213,9 +225,8 @@ def main() -> None:
         if cuet is not None:
             candidates["cueq"] = cueq
         if args.sweep:
-            for m, n_, warps, stages in SWEEP:
-                config = {"BLOCK_M": m, "BLOCK_N": n_, "num_warps": warps, "num_stages": stages}
-                candidates[f"triton_{m}x{n_}_w{warps}_s{stages}"] = configured(triton_kernel, config)
+            for name, config in sweep_configs(SWEEP).items():
+                candidates[name] = configured(triton_kernel, config)
         # agreement with the efficient kernel on the first chunk (output and log-sum-exp)
         q, k, v = (heads(t).contiguous() for t in (q_lin, k_lin, v_lin))
         ref_out, ref_lse = torch.ops.aten._scaled_dot_product_efficient_attention(

@@ -55,12 +55,21 @@ def check_kernel_alone() -> None:
             # with a scale and a per-row key bias (the single track's token mask)
             key_bias = torch.randn(rows, keys).to(dtype)
             key_bias[1, 60:] = -1e6 if dtype == torch.float32 else -6e4
-            out, lse = triton_attention.shared_bias_attention(q, k, v, bias, key_bias=key_bias,
-                                                              scale=0.3)
             scores = 0.3 * (q.double() @ k.double().mT) + bias.double() + key_bias.double()[:, None, None]
             want = torch.softmax(scores, dim=-1) @ v.double()
-            torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
-            torch.testing.assert_close(lse.double(), torch.logsumexp(scores, dim=-1), rtol=tol, atol=tol)
+            # as configured, and with the next key block's q·kᵀ issued first (PIPELINED)
+            name = "CONFIG_FLOAT32" if dtype == torch.float32 else "CONFIG"
+            saved = getattr(triton_attention, name)
+            for config in (saved, {**saved, "PIPELINED": True}):
+                setattr(triton_attention, name, config)
+                try:
+                    out, lse = triton_attention.shared_bias_attention(
+                        q, k, v, bias, key_bias=key_bias, scale=0.3)
+                finally:
+                    setattr(triton_attention, name, saved)
+                torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
+                torch.testing.assert_close(lse.double(), torch.logsumexp(scores, dim=-1),
+                                           rtol=tol, atol=tol)
 
 
 class NoGuard:
