@@ -124,7 +124,9 @@ def main() -> None:
            "commit": commit(), "gpu_memory_cap_gib": args.gpu_memory_gib,
            "steps": args.steps, "samples": args.samples, "pairformer_blocks": args.pairformer_blocks,
            "serial_sampling_precision": None if args.no_serial else args.serial_sampling_precision,
-           "card": torch.cuda.get_device_name(device) if cuda else "cpu"}
+           "card": torch.cuda.get_device_name(device) if cuda else "cpu",
+           # switches of foldcp's opt-in or opt-out paths (FOLDCP_GRAPHED_SAMPLING …)
+           "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("FOLDCP_")}}
     serial = None
     if grid.rank == 0 and not args.no_serial:
         feats = {k: v.to(device) for k, v in feats_cpu.items()}

@@ -25,13 +25,16 @@ from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
 from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
+from foldcp.distributed import graphed_sampling
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.host_sync_free import host_sync_free_sampling
 from foldcp.distributed.layout import Layout, assemble_rows, assemble_rows_heads_first, strip_rows
 from foldcp.distributed.memory import allocatable_bytes
 from foldcp.distributed.pair_init import one_hot_index, relative_position_rows
+from foldcp.distributed.steering import effective_steering
 from foldcp.distributed.swap import swapped
+from foldcp.model.sampling_precision import active_arithmetic
 
 
 class ShardedPairBias:
@@ -251,16 +254,24 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
     cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results)."""
     conditioning = DistDiffusionConditioning(model.diffusion_conditioning, model.rel_pos)(
         s_trunk, z_block, feats, layout)
+    arguments = dict(
+        s_trunk=s_trunk.float(),
+        s_inputs=s_inputs.float(),
+        feats=feats,
+        num_sampling_steps=num_sampling_steps,
+        atom_mask=feats["atom_pad_mask"].float(),
+        multiplicity=diffusion_samples,
+        max_parallel_samples=max_parallel_samples,
+        # contact guidance with no constraints adds zeros at every step: left out (steering.py)
+        steering_args=effective_steering(model.steering_args, feats),
+        diffusion_conditioning=conditioning,
+    )
+    structure = model.structure_module
+    if graphed_sampling.wanted():  # opt-in: each whole step one CUDA graph (graphed_sampling.py)
+        one_gpu = cuda_graphs and layout.grid.size == 1
+        with distributed_score_model(model, layout, cuda_graphs=False), \
+                torch.autocast("cuda", enabled=False), active_arithmetic(structure, s_trunk):
+            return graphed_sampling.sample(structure, graphs=one_gpu, **arguments)
     with distributed_score_model(model, layout, cuda_graphs), torch.autocast("cuda", enabled=False), \
-            host_sync_free_sampling(model.structure_module):
-        return model.structure_module.sample(
-            s_trunk=s_trunk.float(),
-            s_inputs=s_inputs.float(),
-            feats=feats,
-            num_sampling_steps=num_sampling_steps,
-            atom_mask=feats["atom_pad_mask"].float(),
-            multiplicity=diffusion_samples,
-            max_parallel_samples=max_parallel_samples,
-            steering_args=model.steering_args,
-            diffusion_conditioning=conditioning,
-        )
+            host_sync_free_sampling(structure):
+        return structure.sample(**arguments)

@@ -52,11 +52,20 @@ def sampling_precision(structure_module: nn.Module, mode: str):
         with _arithmetic(mode, kwargs.get("s_trunk", args[0] if args else None)):
             return original(*args, **kwargs)
 
+    sample.sampling_mode = mode  # for callers that sample by other means (active_arithmetic)
     structure_module.sample = sample
     try:
         yield
     finally:
         del structure_module.sample  # the class's method again
+
+
+def active_arithmetic(structure_module: nn.Module, example: torch.Tensor | None):
+    """The arithmetic a sampling_precision block has set for structure_module.sample, as a
+    context for code that runs the sampling loop without calling that method
+    (foldcp/distributed/graphed_sampling.py); float32 (nothing) outside such a block."""
+    mode = getattr(structure_module.sample, "sampling_mode", "float32")
+    return contextlib.nullcontext() if mode == "float32" else _arithmetic(mode, example)
 
 
 @contextlib.contextmanager

@@ -251,6 +251,15 @@ def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
     assert max(relative) <= 3e-6
 
 
+def test_structure_sampling_through_the_graphed_loop_matches_serial(model_and_feats, monkeypatch):
+    """FOLDCP_GRAPHED_SAMPLING=1: foldcp's own loop (graphed_sampling.py; its step functions
+    eagerly off CUDA) on a 1×2 grid, against serial Boltz's loop."""
+    monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", "1")  # the forked ranks inherit it
+    model, feats = model_and_feats
+    relative = run_on_grid(1, 2, _structure, model, feats, 3, 2)
+    assert max(relative) <= 3e-6
+
+
 def test_structure_sampling_in_bf16_matches_serial_in_bf16(model_and_feats):
     """model.sampling_precision bf16: CP and serial Boltz under the same mode agree to bf16
     rounding. On CPU Boltz's float32 islands (its `autocast("cuda", enabled=False)` attention

@@ -52,3 +52,18 @@ def test_unknown_mode_is_refused():
         with sampling_precision(Sampler(), "fp8"):
             pass
     assert MODES == ("float32", "tf32", "bf16")
+
+
+def test_active_arithmetic_follows_the_block():
+    """Code that runs the sampling loop without calling `sample` (graphed_sampling.py) gets
+    the block's arithmetic from active_arithmetic; float32 (nothing) outside a block."""
+    from foldcp.model.sampling_precision import active_arithmetic
+
+    module, x = Sampler(), torch.randn(2, 4)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    with sampling_precision(module, "tf32"):
+        with active_arithmetic(module, x):
+            assert torch.backends.cuda.matmul.allow_tf32 is True
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+    with active_arithmetic(module, x):
+        assert torch.backends.cuda.matmul.allow_tf32 is False

@@ -1,0 +1,242 @@
+"""Boltz-2's diffusion sampling loop with each denoising step replayed as ONE CUDA graph.
+
+Why: with only the score network replayed as a graph (graphed.py), the loop around it still
+launches ~200 small kernels per step eagerly and stops the host several times a step
+(host_sync_free.py); the GPU idled 21 % of a step at 2,500 tokens and 30 % at 1,000 on an
+H200 (bench/cp_model.py --profile-sampling; bench/RESULTS.md, eleventh session).
+
+The loop is Boltz's AtomDiffusion.sample (diffusionv2) for inference without steering (no
+FK steering, physical or contact guidance; Boltz-2's default contact guidance counts as off
+for inputs without contact constraints or forced templates, steering.py), with its
+operations in the same order, so it makes the same random draws; steering runs Boltz's own
+loop. Step k:
+
+    augment   coords ← (coords − mean) · R + tr               R, tr random
+    noise     noisy ← coords + √var_k · ε                       ε random
+    predict   denoised ← network(noisy, t̂_k)                   (per chunk of samples)
+    align     noisy ← noisy rigidly moved onto denoised         (3 × 3 SVD)
+    update    coords ← noisy + c_k · (noisy − denoised) / t̂_k
+
+The alignment's SVD runs on the host (host_sync_free._rotation: Boltz's math, LAPACK;
+cuSOLVER checks its result on the host, which a graph cannot hold). So one graph holds
+[the end of step k − 1: rotate, update] + [step k up to the alignment's covariance matrices,
+copied into pinned host memory]; the host waits for it, forms the rotations into pinned
+memory and replays it for the next step. The per-step numbers (t̂, √var, c) enter through a
+pinned host buffer the graph copies at its start. Step 0 runs eagerly (it warms up cuBLAS,
+Triton and the allocator), the graph is recorded once, and the end of the last step runs
+eagerly.
+
+Replayed kernels draw the same random numbers as eager ones (a graph's generator offsets are
+the eager offsets); scalars that Boltz passes as Python floats become float32 device values,
+and division by t̂ a multiplication by its float32 reciprocal — as CUDA's kernels treat a
+Python-scalar divisor. Off CUDA, on grids of several GPUs (NCCL collectives are not
+recorded) or where recording fails, the same step functions run eagerly with Python floats:
+on the CPU the result equals Boltz's loop exactly (tests/unit/test_graphed_sampling.py).
+
+Opt-in (FOLDCP_GRAPHED_SAMPLING=1) until a GPU run shows it faster and its coordinates
+within float rounding of the eager loop's (bench/one_gpu_session.sh).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from math import sqrt
+
+import torch
+from boltz.model.modules.utils import compute_random_augmentation
+
+from foldcp.distributed.host_sync_free import _rotation
+
+log = logging.getLogger(__name__)
+
+
+def wanted() -> bool:
+    """FOLDCP_GRAPHED_SAMPLING=1: the caller samples through sample() below."""
+    return os.environ.get("FOLDCP_GRAPHED_SAMPLING") == "1"
+
+
+def steering_active(steering_args: dict | None) -> bool:
+    """Boltz's loop would steer (callers pass steering.effective_steering's arguments, so
+    contact guidance with nothing to guide is already off)."""
+    return bool(steering_args) and any(
+        steering_args.get(key) for key in ("fk_steering", "physical_guidance_update",
+                                           "contact_guidance_update"))
+
+
+def sample(diffusion, atom_mask: torch.Tensor, num_sampling_steps: int | None = None,
+           multiplicity: int = 1, max_parallel_samples: int | None = None,
+           steering_args: dict | None = None, graphs: bool = True,
+           **network_condition_kwargs) -> dict:
+    """diffusion.sample(...) (Boltz's AtomDiffusion) with its steps as CUDA graphs where
+    `graphs` and possible (module docstring). Returns Boltz's dict."""
+    if steering_active(steering_args) or diffusion.training:
+        return diffusion.sample(atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
+                                steering_args, **network_condition_kwargs)
+    loop = _Loop(diffusion, atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
+                 network_condition_kwargs)
+    loop.run(graphs and atom_mask.is_cuda)
+    return dict(sample_atom_coords=loop.coords, diff_token_repr=None)
+
+
+class _Loop:
+    """The loop's state in fixed tensors (a recorded graph reads and writes these)."""
+
+    def __init__(self, diffusion, atom_mask, num_sampling_steps, multiplicity,
+                 max_parallel_samples, network_condition_kwargs):
+        self.diffusion = diffusion
+        self.kwargs = network_condition_kwargs
+        self.multiplicity = multiplicity
+        steps = num_sampling_steps or diffusion.num_sampling_steps
+        self.atom_mask = atom_mask.repeat_interleave(multiplicity, 0)
+        self.shape = (*self.atom_mask.shape, 3)
+        device = self.atom_mask.device
+        sigmas = diffusion.sample_schedule(steps)
+        gammas = torch.where(sigmas > diffusion.gamma_min, diffusion.gamma_0, 0.0)
+        # Boltz reads these with .item() each step: the same float32 values, read once
+        self.schedule = list(zip(sigmas[:-1].tolist(), sigmas[1:].tolist(), gammas[1:].tolist()))
+        # Boltz's contiguous sample chunks (torch.chunk of the sample indices)
+        max_parallel_samples = max_parallel_samples or multiplicity
+        self.chunks = [(int(c[0]), int(c[-1]) + 1) for c in
+                       torch.arange(multiplicity).chunk(multiplicity % max_parallel_samples + 1)]
+        self.coords = sigmas[0].to(device) * torch.randn(self.shape, device=device)
+        self.noisy = torch.zeros_like(self.coords)
+        self.denoised = torch.zeros_like(self.coords)
+        self.true_centered = torch.zeros_like(self.coords)
+        self.pred_centroid = torch.zeros((multiplicity, 1, 3), device=device)
+        pinned = device.type == "cuda"
+        # per step: t̂_k, √var_k (step k), 1/t̂ and c of the step being finished
+        self.numbers_host = torch.zeros(4, pin_memory=pinned)
+        self.numbers = torch.zeros(4, device=device)
+        self.cov_host = torch.zeros((multiplicity, 10), pin_memory=pinned)
+        self.rotation_host = torch.zeros((multiplicity, 3, 3), pin_memory=pinned)
+        self.rotation = torch.zeros((multiplicity, 3, 3), device=device)
+
+    # -- the step, in pieces ---------------------------------------------------------------
+
+    def _numbers(self, k: int) -> tuple[float, float, float, float]:
+        """(t̂_k, √var_k, 1/t̂_{k−1} in float32, c_{k−1}) as Boltz computes them in Python."""
+        diffusion = self.diffusion
+
+        def t_hat(step):
+            sigma_tm, _, gamma = self.schedule[step]
+            return sigma_tm * (1 + gamma)
+
+        t, noise_std = 0.0, 0.0
+        if k < len(self.schedule):
+            sigma_tm = self.schedule[k][0]
+            t = t_hat(k)
+            noise_std = sqrt(diffusion.noise_scale**2 * (t**2 - sigma_tm**2))
+        inverse, coefficient = 0.0, 0.0
+        if k > 0:
+            previous = t_hat(k - 1)
+            inverse = float(torch.tensor(1.0) / torch.tensor(previous))  # float32, as CUDA's
+            coefficient = diffusion.step_scale * (self.schedule[k - 1][1] - previous)
+        return t, noise_std, inverse, coefficient
+
+    def _finish(self, t_hat_previous, inverse, coefficient) -> None:
+        """The end of the previous step: noisy rotated onto denoised, then Boltz's update."""
+        aligned = (torch.einsum("...ni,...ji->...nj", self.true_centered, self.rotation)
+                   + self.pred_centroid)
+        aligned = aligned.to(self.denoised)
+        difference = aligned - self.denoised
+        if isinstance(inverse, torch.Tensor):  # recorded: Boltz's `/ t̂` as CUDA runs it
+            difference = difference * inverse
+        else:
+            difference = difference / t_hat_previous
+        self.coords.copy_(aligned + coefficient * difference)
+
+    def _predict(self, t_hat, noise_std) -> None:
+        """Step k up to the alignment's covariance matrices (copied to cov_host)."""
+        diffusion = self.diffusion
+        rotation, translation = compute_random_augmentation(
+            self.multiplicity, device=self.coords.device, dtype=self.coords.dtype)
+        coords = self.coords - self.coords.mean(dim=-2, keepdims=True)
+        coords = torch.einsum("bmd,bds->bms", coords, rotation) + translation
+        self.noisy.copy_(coords + noise_std * torch.randn(self.shape, device=coords.device))
+        with torch.no_grad():
+            for first, last in self.chunks:
+                if isinstance(t_hat, torch.Tensor):  # Boltz's torch.full of the float
+                    sigma = t_hat.expand(last - first)
+                else:
+                    sigma = t_hat
+                self.denoised[first:last] = diffusion.preconditioned_network_forward(
+                    self.noisy[first:last], sigma, network_condition_kwargs=dict(
+                        multiplicity=last - first, **self.kwargs))
+        # Boltz's weighted_rigid_align(noisy, denoised, mask, mask), up to its covariance
+        true, pred, mask = self.noisy.float(), self.denoised.float(), self.atom_mask.float()
+        weights = (mask * mask).unsqueeze(-1)
+        true_centroid = (true * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
+        pred_centroid = (pred * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
+        self.true_centered.copy_(true - true_centroid)
+        self.pred_centroid.copy_(pred_centroid)
+        cov = torch.einsum("...ni,...nj->...ij", weights * (pred - pred_centroid), self.true_centered)
+        counts = mask.sum(dim=-1).unsqueeze(-1)
+        self.cov_host.copy_(torch.cat([cov.flatten(-2), counts], dim=-1), non_blocking=True)
+
+    def _rotate_on_host(self) -> None:
+        """The rotations from cov_host (ready), into rotation_host."""
+        host = self.cov_host
+        if torch.any(host[:, -1] < 4):
+            print("Warning: The size of one of the point clouds is <= dim+1. "
+                  "`WeightedRigidAlign` cannot return a unique rotation.")
+        self.rotation_host.copy_(_rotation(host[:, :9].unflatten(-1, (3, 3)), self.shape[1], 3))
+
+    # -- running it ------------------------------------------------------------------------
+
+    def run(self, graphs: bool) -> None:
+        steps = len(self.schedule)
+        graph = None
+        for k in range(steps + 1):
+            t_hat, noise_std, inverse, coefficient = self._numbers(k)
+            if graphs and graph is None and 0 < k < steps:
+                graph = self._record()
+                graphs = graph is not None
+            if graph is not None and k < steps:
+                self.numbers_host.copy_(torch.tensor([t_hat, noise_std, inverse, coefficient]))
+                graph.replay()  # reads numbers_host and rotation_host as it starts
+            else:
+                self._eager_step(k, t_hat, noise_std, inverse, coefficient,
+                                 side_stream=graphs and k == 0)
+            if k < steps:
+                if self.coords.is_cuda:
+                    torch.cuda.current_stream().synchronize()  # cov_host is filled
+                self._rotate_on_host()
+
+    def _eager_step(self, k, t_hat, noise_std, inverse, coefficient, side_stream: bool) -> None:
+        """Finish step k − 1 and predict step k with Python floats, as Boltz's loop does; on a
+        side stream before recording (the warm-up CUDA graphs want)."""
+        stream = torch.cuda.Stream() if side_stream else None
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            if k > 0:
+                self.rotation.copy_(self.rotation_host, non_blocking=True)
+                sigma_tm, _, gamma = self.schedule[k - 1]
+                self._finish(sigma_tm * (1 + gamma), inverse, coefficient)
+            if k < len(self.schedule):
+                self._predict(t_hat, noise_std)
+        if stream is not None:
+            torch.cuda.current_stream().wait_stream(stream)
+
+    def _record(self):
+        """One graph of [finish the previous step, predict the next] with its numbers from the
+        pinned buffers; None (and a warning) if the step cannot be recorded."""
+        stream = torch.cuda.current_stream()
+        torch.cuda.synchronize()
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.numbers.copy_(self.numbers_host, non_blocking=True)
+                self.rotation.copy_(self.rotation_host, non_blocking=True)
+                t_hat, noise_std, inverse, coefficient = self.numbers.unbind()
+                self._finish(None, inverse, coefficient)
+                self._predict(t_hat, noise_std)
+        except RuntimeError as error:  # a host synchronisation inside, out of memory …
+            log.warning("denoising step not recordable as one CUDA graph, running eagerly: %s",
+                        str(error).splitlines()[0][:200])
+            torch.cuda.synchronize()
+            return None
+        stream.synchronize()
+        return graph
