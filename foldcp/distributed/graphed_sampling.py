@@ -47,7 +47,7 @@ from math import sqrt
 import torch
 from boltz.model.modules.utils import compute_random_augmentation
 
-from foldcp.distributed.host_sync_free import _rotation
+from foldcp.distributed.host_sync_free import centered_covariance, host_rotation
 
 log = logging.getLogger(__name__)
 
@@ -164,24 +164,17 @@ class _Loop:
                 self.denoised[first:last] = diffusion.preconditioned_network_forward(
                     self.noisy[first:last], sigma, network_condition_kwargs=dict(
                         multiplicity=last - first, **self.kwargs))
-        # Boltz's weighted_rigid_align(noisy, denoised, mask, mask), up to its covariance
-        true, pred, mask = self.noisy.float(), self.denoised.float(), self.atom_mask.float()
-        weights = (mask * mask).unsqueeze(-1)
-        true_centroid = (true * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
-        pred_centroid = (pred * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
-        self.true_centered.copy_(true - true_centroid)
+        # Boltz's weighted_rigid_align(noisy, denoised, mask, mask), up to its SVD
+        mask = self.atom_mask.float()
+        true_centered, pred_centroid, cov, counts = centered_covariance(
+            self.noisy.float(), self.denoised.float(), mask, mask)
+        self.true_centered.copy_(true_centered)
         self.pred_centroid.copy_(pred_centroid)
-        cov = torch.einsum("...ni,...nj->...ij", weights * (pred - pred_centroid), self.true_centered)
-        counts = mask.sum(dim=-1).unsqueeze(-1)
         self.cov_host.copy_(torch.cat([cov.flatten(-2), counts], dim=-1), non_blocking=True)
 
     def _rotate_on_host(self) -> None:
         """The rotations from cov_host (ready), into rotation_host."""
-        host = self.cov_host
-        if torch.any(host[:, -1] < 4):
-            print("Warning: The size of one of the point clouds is <= dim+1. "
-                  "`WeightedRigidAlign` cannot return a unique rotation.")
-        self.rotation_host.copy_(_rotation(host[:, :9].unflatten(-1, (3, 3)), self.shape[1], 3))
+        self.rotation_host.copy_(host_rotation(self.cov_host, self.shape[1]))
 
     # -- running it ------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ contact_guidance_update=True). In the sampling loop that means, at every step, 2
 steps over two potentials — contact constraints and forced templates — each computing its
 gradient and adding it in. An input with no contact constraints and no forced templates
 gives both potentials an empty index, and Boltz then returns zero gradients and adds zeros:
-the coordinates are exactly those of a loop without contact guidance, after ~100 small
-kernels per step spent on zeros (bench/RESULTS.md, eleventh session: the loop's eager part is
-20–30 % of a denoising step on an H200).
+the coordinates are exactly those of a loop without contact guidance, after about 100 small
+kernels per step spent on zeros (counted from Boltz's code: 20 gradient steps, the contact
+potential every 4th, the template potential every 2nd; not profiled alone). The loop's eager
+part was 20–30 % of a denoising step on an H200 (bench/RESULTS.md, eleventh session).
 
     args = effective_steering(model.steering_args, feats)   # what the loop is then given
 """
