@@ -21,7 +21,9 @@ table and appends JSON lines (--out).
 float32 with TF32 matmuls as the `tf32` sampling mode runs it, one sample, the bf16 pair bias
 shared, a per-key mask bias): Boltz's element-wise float32 core (attention_pair_bias.
 _plain_core, what ran before the fused kernel) against the Triton kernel at its float32
-tiles (CONFIG_FLOAT32) and, with --sweep, others.
+tiles (CONFIG_FLOAT32) and, with --sweep, others. --float32 runs it in full float32 (the
+default sampling mode: no TF32), adding the kernel with its float32 dots as three TF32
+products (config "FLOAT32_PRECISION": "tf32x3"); each row has its error against float64.
 """
 
 from __future__ import annotations
@@ -98,8 +100,11 @@ SWEEP_FLOAT32 = [(128, 64, 8, 2), (64, 32, 4, 3), (128, 32, 4, 2), (128, 32, 8, 
                  (32, 64, 4, 3), (128, 64, 4, 2), (128, 64, 8, 2, True), (128, 32, 8, 3, True)]
 
 
-def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[dict]:
-    """The diffusion transformer's attention core at n tokens (see the module docstring)."""
+def single_track(n: int, card: str, sweep: bool, device: str = "cuda",
+                 tf32: bool = True) -> list[dict]:
+    """The diffusion transformer's attention core at n tokens (see the module docstring);
+    tf32=False: full float32 (the default sampling mode), with the kernel's float32 dots on
+    CUDA cores ("ieee") and as three TF32 products ("tf32x3")."""
     from foldcp.distributed import triton_attention
     from foldcp.distributed.attention_pair_bias import _plain_core
     from foldcp.distributed.grid import Grid
@@ -124,8 +129,13 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[d
     if sweep:
         for name, config in sweep_configs(SWEEP_FLOAT32).items():
             candidates[name] = configured(kernel, config, "CONFIG_FLOAT32")
+    if not tf32:
+        for name, config in [("triton", triton_attention.CONFIG_FLOAT32)] + (
+                list(sweep_configs(SWEEP_FLOAT32).items()) if sweep else []):
+            candidates[f"{name}_tf32x3"] = configured(
+                kernel, {**config, "FLOAT32_PRECISION": "tf32x3"}, "CONFIG_FLOAT32")
     tf32_before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     rows = []
     try:
         want = torch.softmax(torch.einsum("bihd,bjhd->bhij", q.double(), k.double()) * width**-0.5
@@ -133,7 +143,8 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda") -> list[d
         want = torch.einsum("bhij,bjhd->bihd", want, v.double())
         for name, fn in candidates.items():
             row = {"kind": "single_track_attention", "impl": name, "tokens": n, "card": card,
-                   "heads": heads, "width": width, "samples": samples, "dtype": "float32 (tf32)"}
+                   "heads": heads, "width": width, "samples": samples,
+                   "dtype": "float32 (tf32)" if tf32 else "float32"}
             try:
                 seconds = timed(fn, repeat=10)
                 row.update(ms=round(seconds * 1e3, 3),
@@ -157,11 +168,15 @@ def main() -> None:
                         help="also time the Triton kernel at other tile sizes / warps / stages")
     parser.add_argument("--single-track", action="store_true",
                         help="the diffusion transformer's attention core instead (module docstring)")
+    parser.add_argument("--float32", action="store_true",
+                        help="with --single-track: full float32 (the default sampling mode) "
+                             "instead of TF32, adding the kernel's tf32x3 variants")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.single_track:
         card = torch.cuda.get_device_name()
-        rows = [row for n in args.tokens for row in single_track(n, card, args.sweep)]
+        rows = [row for n in args.tokens
+                for row in single_track(n, card, args.sweep, tf32=not args.float32)]
         print(f"{'impl':26} {'N':>6} {'ms':>8} {'TFLOP/s':>8} {'max|Δ| vs f64':>14}")
         for row in rows:
             print(f"{row['impl']:26} {row['tokens']:6d} {row.get('ms', float('nan')):8.3f} "

@@ -11,6 +11,9 @@
 #             pairformer_layer.py options to each (e.g. --cuda-graph)
 #   attention the triangle-attention kernels at ATTENTION_TOKENS (2,048 3,072): .payload/old's
 #             if present, then this tree's; SWEEP=1 adds the Triton tile sweep
+#   attention32 the diffusion transformer's attention core in full float32 (the default
+#             sampling mode) at ATTENTION_TOKENS: CUDA-core float32 dots against three TF32
+#             products ("tf32x3"), each with its error against float64 (SWEEP=1: all tiles)
 #   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
 #   profile   one fold at PROFILE_TOKENS (2500), 1 recycle, 3 steps, eager steps: its second
 #             Pairformer pass and second denoising step profiled (cp_model.py --profile-*)
@@ -70,6 +73,9 @@ for part in $PARTS; do
                    --tokens ${ATTENTION_TOKENS:-2048 3072} ${SWEEP:+--sweep} --out "$out/attention_$code.jsonl" 2>&1 \
                    | grep -v "^{" | tail -n 45
                done ;;
+    attention32) timeout -k 5 "$(left)" python3 bench/attention_kernels.py --single-track --float32 \
+                   --tokens ${ATTENTION_TOKENS:-2048 3072} ${SWEEP:+--sweep} --out "$out/attention32.jsonl" 2>&1 \
+                   | grep -v "^{" | tail -n 30 ;;
     gemm) timeout -k 5 "$(left)" python3 bench/trimul_gemm.py --tokens ${GEMM_TOKENS:-2048 2512} \
             --out "$out/gemm.jsonl" 2>&1 | grep -v "^{" ;;
     profile) cp_run 0 29704 "$(left)" profile --no-serial --tokens "${PROFILE_TOKENS:-2500}" --recycling 1 \

@@ -115,10 +115,14 @@ def shared_bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bia
     out = q.new_empty((rows, queries, heads, width)).transpose(1, 2)
     lse = torch.empty((rows, heads, queries), dtype=torch.float32, device=q.device)
     float32 = q.dtype == torch.float32
-    config = CONFIG_FLOAT32 if float32 else CONFIG
+    config = dict(CONFIG_FLOAT32 if float32 else CONFIG)
     if _interpreting():
-        config = {**config, "BLOCK_M": 64}
-    precision = "ieee" if float32 and not torch.backends.cuda.matmul.allow_tf32 else "tf32"
+        config["BLOCK_M"] = 64
+    # float32 without TF32: "ieee" (CUDA cores), or a config's "tf32x3" (three TF32 products
+    # on tensor cores, about float32's accuracy; bench/attention_kernels.py --single-track
+    # --float32 measures both)
+    full_float32 = config.pop("FLOAT32_PRECISION", "ieee")
+    precision = full_float32 if float32 and not torch.backends.cuda.matmul.allow_tf32 else "tf32"
 
     def grid(meta):  # rows fastest: programs launched together share (query block, head)
         return (rows, triton.cdiv(queries, meta["BLOCK_M"]), heads)

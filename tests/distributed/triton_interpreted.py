@@ -60,7 +60,10 @@ def check_kernel_alone() -> None:
             # as configured, and with the next key block's q·kᵀ issued first (PIPELINED)
             name = "CONFIG_FLOAT32" if dtype == torch.float32 else "CONFIG"
             saved = getattr(triton_attention, name)
-            for config in (saved, {**saved, "PIPELINED": True}):
+            variants = [saved, {**saved, "PIPELINED": True}]
+            if dtype == torch.float32:  # float32 dots as three TF32 products (the plumbing)
+                variants.append({**saved, "FLOAT32_PRECISION": "tf32x3"})
+            for config in variants:
                 setattr(triton_attention, name, config)
                 try:
                     out, lse = triton_attention.shared_bias_attention(
