@@ -8,8 +8,8 @@ H200 (bench/cp_model.py --profile-sampling; bench/RESULTS.md, eleventh session).
 The loop is Boltz's AtomDiffusion.sample (diffusionv2) for inference without steering (no
 FK steering, physical or contact guidance; Boltz-2's default contact guidance counts as off
 for inputs without contact constraints or forced templates, steering.py), with its
-operations in the same order, so it makes the same random draws; steering runs Boltz's own
-loop. Step k:
+operations in the same order, so it makes the same random draws; steering (and a model
+without Boltz's reverse-diffusion alignment) runs Boltz's own loop. Step k:
 
     augment   coords ← (coords − mean) · R + tr               R, tr random
     noise     noisy ← coords + √var_k · ε                       ε random
@@ -30,7 +30,8 @@ Replayed kernels draw the same random numbers as eager ones (a graph's generator
 the eager offsets); scalars that Boltz passes as Python floats become float32 device values,
 and division by t̂ a multiplication by its float32 reciprocal — as CUDA's kernels treat a
 Python-scalar divisor. Off CUDA, on grids of several GPUs (NCCL collectives are not
-recorded) or where recording fails, the same step functions run eagerly with Python floats:
+recorded) or where recording fails (then without graphed.py's per-network graphs: slower
+than the default path), the same step functions run eagerly with Python floats:
 on the CPU the result equals Boltz's loop exactly (tests/unit/test_graphed_sampling.py).
 
 Opt-in (FOLDCP_GRAPHED_SAMPLING=1) until a GPU run shows it faster and its coordinates
@@ -71,7 +72,8 @@ def sample(diffusion, atom_mask: torch.Tensor, num_sampling_steps: int | None = 
            **network_condition_kwargs) -> dict:
     """diffusion.sample(...) (Boltz's AtomDiffusion) with its steps as CUDA graphs where
     `graphs` and possible (module docstring). Returns Boltz's dict."""
-    if steering_active(steering_args) or diffusion.training:
+    if (steering_active(steering_args) or diffusion.training
+            or not diffusion.alignment_reverse_diff):
         return diffusion.sample(atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
                                 steering_args, **network_condition_kwargs)
     loop = _Loop(diffusion, atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
@@ -137,8 +139,9 @@ class _Loop:
 
     def _finish(self, t_hat_previous, inverse, coefficient) -> None:
         """The end of the previous step: noisy rotated onto denoised, then Boltz's update."""
-        aligned = (torch.einsum("...ni,...ji->...nj", self.true_centered, self.rotation)
-                   + self.pred_centroid)
+        with torch.autocast("cuda", enabled=False):  # Boltz aligns outside any autocast
+            aligned = (torch.einsum("...ni,...ji->...nj", self.true_centered, self.rotation)
+                       + self.pred_centroid)
         aligned = aligned.to(self.denoised)
         difference = aligned - self.denoised
         if isinstance(inverse, torch.Tensor):  # recorded: Boltz's `/ t̂` as CUDA runs it
@@ -164,13 +167,15 @@ class _Loop:
                 self.denoised[first:last] = diffusion.preconditioned_network_forward(
                     self.noisy[first:last], sigma, network_condition_kwargs=dict(
                         multiplicity=last - first, **self.kwargs))
-        # Boltz's weighted_rigid_align(noisy, denoised, mask, mask), up to its SVD
-        mask = self.atom_mask.float()
-        true_centered, pred_centroid, cov, counts = centered_covariance(
-            self.noisy.float(), self.denoised.float(), mask, mask)
-        self.true_centered.copy_(true_centered)
-        self.pred_centroid.copy_(pred_centroid)
-        self.cov_host.copy_(torch.cat([cov.flatten(-2), counts], dim=-1), non_blocking=True)
+        # Boltz's weighted_rigid_align(noisy, denoised, mask, mask), up to its SVD, outside
+        # any autocast as Boltz runs it (the bf16 sampling mode's autocast covers the loop)
+        with torch.autocast("cuda", enabled=False):
+            mask = self.atom_mask.float()
+            true_centered, pred_centroid, cov, counts = centered_covariance(
+                self.noisy.float(), self.denoised.float(), mask, mask)
+            self.true_centered.copy_(true_centered)
+            self.pred_centroid.copy_(pred_centroid)
+            self.cov_host.copy_(torch.cat([cov.flatten(-2), counts], dim=-1), non_blocking=True)
 
     def _rotate_on_host(self) -> None:
         """The rotations from cov_host (ready), into rotation_host."""
@@ -226,7 +231,7 @@ class _Loop:
                 t_hat, noise_std, inverse, coefficient = self.numbers.unbind()
                 self._finish(None, inverse, coefficient)
                 self._predict(t_hat, noise_std)
-        except RuntimeError as error:  # a host synchronisation inside, out of memory …
+        except Exception as error:  # noqa: BLE001 - a host sync inside, out of memory, a kernel …
             log.warning("denoising step not recordable as one CUDA graph, running eagerly: %s",
                         str(error).splitlines()[0][:200])
             torch.cuda.synchronize()

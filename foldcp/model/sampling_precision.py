@@ -10,7 +10,9 @@ in full float32 on the GPU's SIMT units, not its tensor cores. The modes:
                unchanged.
 - ``bf16``     the score network's layers under bf16 autocast (as the trunk already runs),
                and TF32 for the parts Boltz keeps in float32 inside it (attention cores,
-               rigid alignment). Coordinates stay float32 between steps.
+               rigid alignment). Coordinates are float32 tensors between steps, but the
+               loop's random rotation (an einsum under the autocast) rounds them to bf16
+               once a step — in Boltz's loop and foldcp's alike.
 
 Neither fast mode changes what is computed, only the rounding of products; both give a
 different (not a worse-tested) trajectory than float32 for the same seed: bench/RESULTS.md

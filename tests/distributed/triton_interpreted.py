@@ -40,8 +40,9 @@ from tests.distributed.test_pairformer import compare_on_grid
 def check_kernel_alone() -> None:
     torch.manual_seed(0)
     for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2)):
-        for width in (4, 32):
-            rows, heads, queries, keys = 3, 2, 37, 70
+        # keys against 64-key blocks: two (the second partial), less than one, exactly two
+        for width, keys in ((4, 70), (32, 70), (32, 40), (32, 128)):
+            rows, heads, queries = 3, 2, 37
             q = torch.randn(rows, queries, heads * width).to(dtype)
             q = q.view(rows, queries, heads, width).transpose(1, 2)  # strided, as in the layer
             k, v = (torch.randn(rows, heads, keys, width).to(dtype) for _ in range(2))

@@ -114,14 +114,18 @@ def test_graphed_loop_run_eagerly_equals_boltz(monkeypatch, multiplicity, max_pa
     assert calls == boltz_calls and len(calls) == 8 * (2 if multiplicity == 3 else 1)
 
 
-def test_graphed_loop_leaves_steering_to_boltz(monkeypatch):
-    """With steering on, graphed_sampling.sample hands the whole call to Boltz's loop."""
+@pytest.mark.parametrize("case", ["steering", "no alignment"])
+def test_graphed_loop_leaves_other_loops_to_boltz(monkeypatch, case):
+    """With steering on, or a model without the reverse-diffusion alignment, graphed_sampling
+    .sample hands the whole call to Boltz's loop."""
     from foldcp.distributed import graphed_sampling
 
     module, _ = stand_in_diffusion(monkeypatch)
     seen = []
     monkeypatch.setattr(module, "sample", lambda *args, **kwargs: seen.append(args) or {"x": 1})
-    steering = dict(STEERING_OFF, fk_steering=True)
+    steering = dict(STEERING_OFF, fk_steering=True) if case == "steering" else STEERING_OFF
+    if case == "no alignment":
+        module.alignment_reverse_diff = False
     assert graphed_sampling.sample(module, torch.ones(1, 4), 8, 1, None, steering) == {"x": 1}
     assert len(seen) == 1
 
