@@ -17,7 +17,7 @@ without Boltz's reverse-diffusion alignment) runs Boltz's own loop. Step k:
     align     noisy ← noisy rigidly moved onto denoised         (3 × 3 SVD)
     update    coords ← noisy + c_k · (noisy − denoised) / t̂_k
 
-The alignment's SVD runs on the host (host_sync_free._rotation: Boltz's math, LAPACK;
+The alignment's SVD runs on the host (host_sync_free.host_rotation: Boltz's math, LAPACK;
 cuSOLVER checks its result on the host, which a graph cannot hold). So one graph holds
 [the end of step k − 1: rotate, update] + [step k up to the alignment's covariance matrices,
 copied into pinned host memory]; the host waits for it, forms the rotations into pinned
@@ -32,7 +32,7 @@ and division by t̂ a multiplication by its float32 reciprocal — as CUDA's ker
 Python-scalar divisor. Off CUDA, on grids of several GPUs (NCCL collectives are not
 recorded) or where recording fails (then without graphed.py's per-network graphs: slower
 than the default path), the same step functions run eagerly with Python floats:
-on the CPU the result equals Boltz's loop exactly (tests/unit/test_graphed_sampling.py).
+on the CPU the result equals Boltz's loop exactly (tests/unit/test_sampling_loop.py).
 
 Opt-in (FOLDCP_GRAPHED_SAMPLING=1) until a GPU run shows it faster and its coordinates
 within float rounding of the eager loop's (bench/one_gpu_session.sh).
@@ -117,22 +117,22 @@ class _Loop:
 
     # -- the step, in pieces ---------------------------------------------------------------
 
+    def _t_hat(self, step: int) -> float:
+        """Boltz's t̂ of a step: σ_{t−1} · (1 + γ), in Python."""
+        sigma_tm, _, gamma = self.schedule[step]
+        return sigma_tm * (1 + gamma)
+
     def _numbers(self, k: int) -> tuple[float, float, float, float]:
         """(t̂_k, √var_k, 1/t̂_{k−1} in float32, c_{k−1}) as Boltz computes them in Python."""
         diffusion = self.diffusion
-
-        def t_hat(step):
-            sigma_tm, _, gamma = self.schedule[step]
-            return sigma_tm * (1 + gamma)
-
         t, noise_std = 0.0, 0.0
         if k < len(self.schedule):
             sigma_tm = self.schedule[k][0]
-            t = t_hat(k)
+            t = self._t_hat(k)
             noise_std = sqrt(diffusion.noise_scale**2 * (t**2 - sigma_tm**2))
         inverse, coefficient = 0.0, 0.0
         if k > 0:
-            previous = t_hat(k - 1)
+            previous = self._t_hat(k - 1)
             inverse = float(torch.tensor(1.0) / torch.tensor(previous))  # float32, as CUDA's
             coefficient = diffusion.step_scale * (self.schedule[k - 1][1] - previous)
         return t, noise_std, inverse, coefficient
@@ -171,11 +171,11 @@ class _Loop:
         # any autocast as Boltz runs it (the bf16 sampling mode's autocast covers the loop)
         with torch.autocast("cuda", enabled=False):
             mask = self.atom_mask.float()
-            true_centered, pred_centroid, cov, counts = centered_covariance(
+            true_centered, pred_centroid, for_host = centered_covariance(
                 self.noisy.float(), self.denoised.float(), mask, mask)
             self.true_centered.copy_(true_centered)
             self.pred_centroid.copy_(pred_centroid)
-            self.cov_host.copy_(torch.cat([cov.flatten(-2), counts], dim=-1), non_blocking=True)
+            self.cov_host.copy_(for_host, non_blocking=True)
 
     def _rotate_on_host(self) -> None:
         """The rotations from cov_host (ready), into rotation_host."""
@@ -211,8 +211,7 @@ class _Loop:
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             if k > 0:
                 self.rotation.copy_(self.rotation_host, non_blocking=True)
-                sigma_tm, _, gamma = self.schedule[k - 1]
-                self._finish(sigma_tm * (1 + gamma), inverse, coefficient)
+                self._finish(self._t_hat(k - 1), inverse, coefficient)
             if k < len(self.schedule):
                 self._predict(t_hat, noise_std)
         if stream is not None:

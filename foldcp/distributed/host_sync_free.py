@@ -58,41 +58,36 @@ def weighted_rigid_align(true_coords: torch.Tensor, pred_coords: torch.Tensor,
                          weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Boltz's weighted_rigid_align (AF3 algorithm 28): true_coords [B, N, 3] rigidly moved
     onto pred_coords [B, N, 3], weights and mask [B, N]. The 3 × 3 work on the host."""
-    true_centered, pred_centroid, cov, counts = centered_covariance(true_coords, pred_coords,
-                                                                    weights, mask)
-    # one transfer: the covariance matrices and the atom counts of the first warning
-    host = torch.cat([cov.flatten(-2), counts], dim=-1).cpu()
-    rotation = host_rotation(host, true_centered.shape[-2]).to(cov.device, non_blocking=True)
+    true_centered, pred_centroid, for_host = centered_covariance(true_coords, pred_coords,
+                                                                 weights, mask)
+    rotation = host_rotation(for_host.cpu(), true_centered.shape[-2])  # one transfer
+    rotation = rotation.to(for_host.device, non_blocking=True)
     aligned = torch.einsum("...ni,...ji->...nj", true_centered, rotation) + pred_centroid
     return aligned.detach_()
 
 
 def centered_covariance(true_coords, pred_coords, weights, mask):
     """Boltz's weighted_rigid_align up to its SVD, on the device: (true_coords centred,
-    pred_coords' weighted centroid [..., 1, 3], the weighted covariance matrices [..., 3, 3],
-    the atom counts [..., 1] its first warning checks)."""
+    pred_coords' weighted centroid [..., 1, 3], what the host needs [..., 10]: the weighted
+    covariance matrix flattened and the atom count its first warning checks)."""
     weights = (mask * weights).unsqueeze(-1)
     true_centroid = (true_coords * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
     pred_centroid = (pred_coords * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
     true_centered = true_coords - true_centroid
     pred_centered = pred_coords - pred_centroid
     cov = torch.einsum("...ni,...nj->...ij", weights * pred_centered, true_centered)
-    return true_centered, pred_centroid, cov, mask.sum(dim=-1).to(cov.dtype).unsqueeze(-1)
+    counts = mask.sum(dim=-1).to(cov.dtype).unsqueeze(-1)
+    return true_centered, pred_centroid, torch.cat([cov.flatten(-2), counts], dim=-1)
 
 
-def host_rotation(host: torch.Tensor, points: int) -> torch.Tensor:
-    """The proper rotations, on the host, from [..., 10] = the flattened covariance matrices
-    and the atom counts (centered_covariance's, copied over), with Boltz's warnings."""
+def host_rotation(for_host: torch.Tensor, points: int) -> torch.Tensor:
+    """Boltz's proper rotations [..., 3, 3], on the host, from centered_covariance's [..., 10]
+    (copied over): its warnings, its float32 SVD, the reflection fixed by the determinant."""
     dim = 3
-    if torch.any(host[..., -1] < dim + 1):
+    if torch.any(for_host[..., -1] < dim + 1):
         print("Warning: The size of one of the point clouds is <= dim+1. "
               "`WeightedRigidAlign` cannot return a unique rotation.")
-    return _rotation(host[..., :dim * dim].unflatten(-1, (dim, dim)), points, dim)
-
-
-def _rotation(cov: torch.Tensor, points: int, dim: int) -> torch.Tensor:
-    """Boltz's proper rotation from the covariance matrices [..., 3, 3] (its float32 SVD, the
-    reflection fixed by the determinant), in cov's dtype."""
+    cov = for_host[..., :dim * dim].unflatten(-1, (dim, dim))
     original_dtype = cov.dtype
     cov_32 = cov.to(torch.float32)
     u, s, v = torch.linalg.svd(cov_32)
