@@ -251,12 +251,14 @@ def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
     assert max(relative) <= 3e-6
 
 
-def test_structure_sampling_through_the_graphed_loop_matches_serial(model_and_feats, monkeypatch):
+@pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
+def test_structure_sampling_through_the_graphed_loop_matches_serial(model_and_feats, monkeypatch,
+                                                                    rows, cols):
     """FOLDCP_GRAPHED_SAMPLING=1: foldcp's own loop (graphed_sampling.py; its step functions
-    eagerly off CUDA) on a 1×2 grid, against serial Boltz's loop."""
+    eagerly off CUDA) on 1×2 and 2×3 grids, against serial Boltz's loop."""
     monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", "1")  # the forked ranks inherit it
     model, feats = model_and_feats
-    relative = run_on_grid(1, 2, _structure, model, feats, 3, 2)
+    relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
 
 
