@@ -23,8 +23,9 @@ float32 with TF32 matmuls as the `tf32` sampling mode runs it, one sample, the b
 shared, a per-key mask bias): Boltz's element-wise float32 core (attention_pair_bias.
 _plain_core, what ran before the fused kernel) against the Triton kernel at its float32
 tiles (CONFIG_FLOAT32) and, with --sweep, others. --float32 runs it in full float32 (the
-default sampling mode: no TF32), adding the kernel with its float32 dots as three TF32
-products (config "FLOAT32_PRECISION": "tf32x3"); each row has its error against float64.
+default sampling mode: no TF32), each kernel config with its float32 dots on CUDA cores
+("_ieee" rows) and as three TF32 products ("_tf32x3": CONFIG_FLOAT32's choice); each row has
+its error against float64.
 """
 
 from __future__ import annotations
@@ -130,11 +131,12 @@ def single_track(n: int, card: str, sweep: bool, device: str = "cuda",
     if sweep:
         for name, config in sweep_configs(SWEEP_FLOAT32).items():
             candidates[name] = configured(kernel, config, "CONFIG_FLOAT32")
-    if not tf32:
+    if not tf32:  # each config's dots both ways, whatever CONFIG_FLOAT32 picks
         for name, config in [("triton", triton_attention.CONFIG_FLOAT32)] + (
                 list(sweep_configs(SWEEP_FLOAT32).items()) if sweep else []):
-            candidates[f"{name}_tf32x3"] = configured(
-                kernel, {**config, "FLOAT32_PRECISION": "tf32x3"}, "CONFIG_FLOAT32")
+            for precision in ("ieee", "tf32x3"):
+                candidates[f"{name}_{precision}"] = configured(
+                    kernel, {**config, "FLOAT32_PRECISION": precision}, "CONFIG_FLOAT32")
     tf32_before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
     rows = []

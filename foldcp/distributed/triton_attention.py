@@ -40,16 +40,20 @@ except ImportError:  # CPU-only installs without Triton: callers fall back (avai
 log = logging.getLogger(__name__)
 
 # Tile sizes and launch shape (bench/attention_kernels.py --sweep compares alternatives).
-# 8 warps: 181.6 against 173.3 TFLOP/s for 4 at 2,048 tokens, 170.9 against 164.0 at 2,512
-# (an H200, bf16; bench/RESULTS.md)
-CONFIG = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 3}
+# 128 × 32 on 4 warps: on an H200 (bf16, one call) 3.21 ms against 3.47 for 128 × 64 on 8
+# warps at 1,008 tokens, equal at 2,512 (49.2 ms, 165 TFLOP/s); bench/RESULTS.md
+CONFIG = {"BLOCK_M": 128, "BLOCK_N": 32, "num_warps": 4, "num_stages": 3}
 # "PIPELINED": True in a config issues each next key block's q·kᵀ before the current block's
-# softmax (see the kernel). Off until bench/attention_kernels.py --sweep (its `_pipelined`
-# rows) shows it faster on a GPU; checked under the interpreter.
+# softmax (see the kernel). Measured slower on an H200 in every config swept (0.97–0.57× at
+# 2,512 tokens): kept off, as a sweep option (`_pipelined` rows).
 # float32 tiles (the diffusion transformer's attention, d = 48 padded to 64) take twice the
 # shared memory: 2 stages. On an H200 with TF32 at 2,512 tokens, 16 heads: 0.40 ms against
-# 0.71 for 64 × 64 on 4 warps and 2.11 for Boltz's element-wise core (bench/RESULTS.md)
-CONFIG_FLOAT32 = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 2}
+# 0.71 for 64 × 64 on 4 warps and 2.11 for Boltz's element-wise core (bench/RESULTS.md).
+# Full float32 (no TF32: the default sampling mode) as three TF32 products ("tf32x3"):
+# 0.70 ms against 2.48 for CUDA-core ("ieee") dots at 2,512 tokens, 0.11 against 0.38 at
+# 1,008, and closer to float64 (max error 6.6e-7 against 1.8e-6; bench/RESULTS.md)
+CONFIG_FLOAT32 = {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 2,
+                  "FLOAT32_PRECISION": "tf32x3"}
 
 
 def available(x: torch.Tensor) -> bool:

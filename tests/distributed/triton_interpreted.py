@@ -62,8 +62,8 @@ def check_kernel_alone() -> None:
             name = "CONFIG_FLOAT32" if dtype == torch.float32 else "CONFIG"
             saved = getattr(triton_attention, name)
             variants = [saved, {**saved, "PIPELINED": True}]
-            if dtype == torch.float32:  # float32 dots as three TF32 products (the plumbing)
-                variants.append({**saved, "FLOAT32_PRECISION": "tf32x3"})
+            if dtype == torch.float32:  # float32 dots on CUDA cores and as three TF32 products
+                variants += [{**saved, "FLOAT32_PRECISION": p} for p in ("ieee", "tf32x3")]
             for config in variants:
                 setattr(triton_attention, name, config)
                 try:
