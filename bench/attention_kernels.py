@@ -7,8 +7,7 @@ foldcp runs it — rows in chunks of N/8, one bias [H, J, K] shared by every row
   q, k, v made contiguous per chunk (what foldcp/distributed/fused_attention.py does);
 - efficient_views: the same kernel handed the projections' head-split views, no copies;
 - triton: foldcp's own flash kernel with the shared bias (foldcp/distributed/
-  triton_attention.py), handed the head-split views and each row's key mask — what foldcp
-  runs now (the --sweep rows too); triton_no_key_bias: the same without the key mask;
+  triton_attention.py), handed the head-split views — what foldcp runs now;
 - cueq: cuEquivariance's triangle_attention (bias [1, 1, H, J, K] float32 shared by rows,
   log-sum-exp returned), where the package is importable;
 - flash_no_bias: PyTorch's flash kernel without any bias — a lower bound, not a candidate.
@@ -225,14 +224,11 @@ def main() -> None:
                 cuet.triangle_attention(q, k, v, bias[None], scale=1 / math.sqrt(WIDTH),
                                         return_aux=True)
 
-        # each row's own key mask, as folds pass it (triangle_attention.py)
-        key_mask = torch.zeros(chunk, n, device=device)
-
-        def triton_kernel(key_bias=key_mask):
+        def triton_kernel():
             q, k, v = heads(q_lin) / math.sqrt(WIDTH), heads(k_lin), heads(v_lin)
             b = bias[0].to(torch.bfloat16)
             for _ in range(8):
-                shared_bias_attention(q, k, v, b, key_bias=key_bias)
+                shared_bias_attention(q, k, v, b)
 
         def flash_no_bias():
             q, k, v = heads(q_lin), heads(k_lin), heads(v_lin)
@@ -242,7 +238,6 @@ def main() -> None:
         candidates = {"efficient": lambda: efficient(False),
                       "efficient_views": lambda: efficient(True),
                       "triton": triton_kernel,
-                      "triton_no_key_bias": lambda: triton_kernel(None),
                       "flash_no_bias": flash_no_bias}
         if cuet is not None:
             candidates["cueq"] = cueq
@@ -262,8 +257,7 @@ def main() -> None:
                 flops = 4 * n**3 * HEADS * WIDTH
                 row.update(ms=round(seconds * 1e3, 2), tflops=round(flops / seconds / 1e12, 1))
                 if name == "triton":
-                    out, lse = shared_bias_attention(q / math.sqrt(WIDTH), k, v, bias[0].to(torch.bfloat16),
-                                                     key_bias=key_mask)
+                    out, lse = shared_bias_attention(q / math.sqrt(WIDTH), k, v, bias[0].to(torch.bfloat16))
                     row["max_abs_diff_out"] = (out.float() - ref_out.float()).abs().max().item()
                     row["max_abs_diff_lse"] = (lse - ref_lse[..., :n]).abs().max().item()
                 if name == "cueq":

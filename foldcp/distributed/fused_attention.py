@@ -1,10 +1,9 @@
 """Attention over one key block with a fused GPU kernel, returning the log-sum-exp so key
 blocks that live on other ranks can be merged exactly.
 
-    out_b, lse_b = block_attention(q, k, v, bias, key_bias)
+    out_b, lse_b = block_attention(q, k, v, bias)
     q: [G, H, L, d], k, v: [G, H, K, d] (last dimension contiguous; head-split views are fine),
-    bias: [H, L, K] shared by all G rows (additive, already in q's scale),
-    key_bias: [G, K] each row's own additive key mask (contiguous)
+    bias: [H, L, K] shared by all G rows (additive, already in q's scale)
     out_b: [G, H, L, d] = softmax(q·kᵀ + bias) v over this block; lse_b: [G, H, L] float32
 
 Merging blocks a and b: lse = logaddexp(lse_a, lse_b),
@@ -39,39 +38,25 @@ def fused_available(x: torch.Tensor) -> bool:
             and hasattr(torch.ops.aten, "_scaled_dot_product_efficient_attention"))
 
 
-def efficient_attention_kernel(q, k, v, bias, key_bias) -> tuple[torch.Tensor, torch.Tensor]:
-    """PyTorch's memory-efficient attention (CUDA) → (out, lse [G, H, L] float32). It takes
-    one bias for all rows, so the rows' key masks must be one (see shared_key_bias)."""
+def efficient_attention_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyTorch's memory-efficient attention (CUDA) → (out, lse [G, H, L] float32)."""
     rows, queries = q.shape[0], q.shape[-2]
-    k, v, bias = _align_keys(k, v, (bias + shared_key_bias(key_bias)).to(q.dtype))
+    k, v, bias = _align_keys(k, v, bias.to(q.dtype))
     out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
         q.contiguous(), k.contiguous(), v.contiguous(),
         bias.unsqueeze(0).expand(rows, -1, -1, -1), True, 0.0, False, scale=1.0)[:2]
     return out, lse[..., :queries]
 
 
-def auto_kernel(q, k, v, bias, key_bias) -> tuple[torch.Tensor, torch.Tensor]:
+def auto_kernel(q, k, v, bias) -> tuple[torch.Tensor, torch.Tensor]:
     """The Triton kernel where it runs (CUDA with Triton, and it builds on this GPU), else
     PyTorch's memory-efficient one."""
     if triton_attention.usable(q):
         try:
-            return triton_attention.shared_bias_attention(q, k, v, bias.to(q.dtype), key_bias=key_bias)
+            return triton_attention.shared_bias_attention(q, k, v, bias.to(q.dtype))
         except triton_attention.LAUNCH_ERRORS as error:
             triton_attention.failed(error)
-    return efficient_attention_kernel(q, k, v, bias, key_bias)
-
-
-def shared_key_bias(key_bias: torch.Tensor) -> torch.Tensor:
-    """[G, K] per-row key masks → the [K] one they share, for kernels that take one bias for
-    every row. Exact when the pair mask is the outer product of the token mask (Boltz's): every
-    row with a real key has the same key mask, and rows with none (masked tokens, whose
-    results never reach real tokens) are left out. Any other mask stops the run, asserted on
-    the device without a host sync."""
-    shared = key_bias.amax(dim=0)
-    has_real_key = key_bias.amax(dim=1, keepdim=True) == shared.amax()
-    torch._assert_async(torch.all((key_bias == shared) | ~has_real_key),
-                        "this attention kernel needs an outer-product pair mask")
-    return shared
+    return efficient_attention_kernel(q, k, v, bias)
 
 
 KERNEL = auto_kernel  # tests swap in a plain-PyTorch equivalent on CPU; the bench picks one
@@ -90,11 +75,10 @@ def _align_keys(k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
     return k, v, bias.contiguous()
 
 
-def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                    key_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, log-sum-exp) of softmax(q·kᵀ + bias + key_bias)·v for one key block, bias
-    shared by the rows, key_bias each row's own."""
-    out, lse = KERNEL(q, k, v, bias, key_bias)
+def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, log-sum-exp) of softmax(q·kᵀ + bias)·v for one key block, bias shared by rows."""
+    out, lse = KERNEL(q, k, v, bias)
     return out, lse.to(_accumulator(q.dtype))
 
 

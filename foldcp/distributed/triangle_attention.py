@@ -10,13 +10,13 @@ for each chunk the keys and values of its rows arrive block by block around the 
 (ring shift, next block posted before the current one is used) and the softmax over key
 blocks is exact.
 
-On CUDA each (row chunk, key block) is one fused attention call that also returns the
-log-sum-exp, and blocks merge through it (fused_attention.py). The kernel takes β's
-[H, J, K] block as it is, shared by every row i of the chunk (never copied or added to per
-chunk), and the pair mask as each row's own key bias mask[i, k] — Boltz's masking, exact for
-any pair mask. (PyTorch's memory-efficient kernel, the fallback where Triton cannot build,
-takes one bias for all rows: it needs Boltz's outer-product mask, asserted on the device.)
-The element-wise streaming softmax below is the reference path (CPU, float64).
+On CUDA each (row chunk, key block) is one fused memory-efficient attention call that also
+returns the log-sum-exp, and blocks merge through it (fused_attention.py). The kernel takes
+one bias [H, J, K] shared by every row i of the chunk (stride 0, never copied per row): the
+pair mask enters as a per-key bias, which is exact because Boltz's pair mask is the outer
+product of the token mask (checked on the device without a sync) — rows of masked tokens
+then differ from serial Boltz, and never reach real tokens. The element-wise streaming
+softmax below is the reference path (CPU, float64), exact for any pair mask.
 
 Ending node = starting node on the transposed pair tensor (Boltz transposes, attends,
 transposes back), with the ending module's own parameters. Layer norm commutes with the
@@ -97,6 +97,8 @@ class DistTriangleAttention(nn.Module):
             return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3)
 
         fused = self.fused and fused_attention.fused_available(x)
+        if fused:
+            _check_outer_product(mask)
         weight, bias = qkvg_projection(mha)
         def rows_of_output(r0: int, r1: int) -> torch.Tensor:
             # (record_function labels: bench profiles split the sub-layer's time)
@@ -148,13 +150,13 @@ class DistTriangleAttention(nn.Module):
         m = self.serial
         merges = [LseMerge() for _ in range(q.shape[0])]
         for key_slice, k_blk, v_blk, mask_blk in blocks:
-            padding = layout.padding_bias(key_slice, q.device, mask_blk.dtype, m.inf)
             for b, merge in enumerate(merges):
-                # each row's own mask, Boltz's inf·(mask − 1): [I, K], keys contiguous (on
-                # one grid row the mask block is a transposed view)
-                key_bias = (m.inf * (mask_blk[b] - 1) + padding).contiguous()
-                merge.add(*block_attention(q[b], k_blk[b], v_blk[b],
-                                           bias_rows[b, :, :, key_slice], key_bias))
+                # keys masked for these rows: the outer-product mask's key factor
+                key_mask = mask_blk[b].amax(dim=0)  # [K]
+                key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
+                    key_slice, q.device, key_mask.dtype, m.inf)
+                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(q.dtype)  # [H, J, K]
+                merge.add(*block_attention(q[b], k_blk[b], v_blk[b], bias))
         results = [merge.result().to(q.dtype) for merge in merges]
         # one batch entry (every fold): a view, not a stacked copy of the chunk's output
         out = results[0].unsqueeze(0) if len(results) == 1 else torch.stack(results)
@@ -203,3 +205,13 @@ def qkvg_projection(mha: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
         return weight, None
     return weight, torch.cat([weight.new_zeros(layer.out_features) if layer.bias is None
                               else layer.bias * factor for layer, factor in parts])
+
+
+def _check_outer_product(mask: torch.Tensor) -> None:
+    """The fused path turns the pair mask into a per-key bias: exact iff the mask block is
+    the outer product of a row and a column token mask (Boltz's pair mask is). Asserted on
+    the device, asynchronously (no host sync)."""
+    rows_real = mask.amax(dim=2, keepdim=True)  # [B, I, 1]
+    cols_real = mask.amax(dim=1, keepdim=True)  # [B, 1, J]
+    torch._assert_async(torch.all(mask == rows_real * cols_real),
+                        "triangle attention's fused path needs an outer-product pair mask")

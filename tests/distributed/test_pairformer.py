@@ -56,9 +56,7 @@ def build(kind: str, dtype, device="cpu"):
     return module.to(device)
 
 
-def inputs(n: int, dtype, seed: int, device="cpu", masked: bool | str = True):
-    """masked: some tokens masked (True), none (False), or "pairs": also pairs of real tokens
-    masked, a pair mask that is not the outer product of the token mask."""
+def inputs(n: int, dtype, seed: int, device="cpu", masked: bool = True):
     generator = torch.Generator().manual_seed(seed)
     s = torch.randn(1, n, C_S, generator=generator, dtype=dtype)
     z = torch.randn(1, n, n, C_Z, generator=generator, dtype=dtype)
@@ -67,9 +65,6 @@ def inputs(n: int, dtype, seed: int, device="cpu", masked: bool | str = True):
         mask[0, -2:] = 0  # padded tokens of the complex itself
         mask[0, 1] = 0
     pair_mask = mask[:, :, None] * mask[:, None, :]
-    if masked == "pairs":
-        pair_mask[0, 3, [5, 8]] = 0
-        pair_mask[0, 7, 2] = 0
     return tuple(t.to(device) for t in (s, z, mask, pair_mask))
 
 
@@ -180,9 +175,9 @@ def test_pairformer_module_largest_grids():
     run_on_grid(2, 3, compare_on_grid, "module", 37, torch.float32, 7)
 
 
-def reference_kernel(q, k, v, bias, key_bias):
-    """What the fused attention kernels return, in plain PyTorch (CPU)."""
-    scores = torch.matmul(q, k.transpose(-1, -2)) + bias + key_bias[:, None, None, :]
+def reference_kernel(q, k, v, bias):
+    """What the CUDA memory-efficient attention kernel returns, in plain PyTorch (CPU)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) + bias
     lse = torch.logsumexp(scores, dim=-1)
     return torch.matmul(torch.softmax(scores, dim=-1), v), lse
 
@@ -233,24 +228,23 @@ def test_triton_kernel_under_the_interpreter():
     assert "all checks passed" in done.stdout
 
 
-@pytest.mark.parametrize("kind", ["tri_att_start", "tri_att_end"])
-@pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2), (2, 2)])
-def test_fused_path_takes_any_pair_mask(fused_path_on_cpu, kind, rows, cols):
-    """The fused path hands the kernel each row's own key mask: a pair mask that is not the
-    outer product of the token mask (pairs of real tokens masked) gives serial Boltz's result."""
-    run_on_grid(rows, cols, compare_on_grid, kind, 13, torch.float64, 10, "cpu", None, "pairs")
+def fused_with_mask(grid, mask_kind):
+    module = build("tri_att_start", torch.float64)
+    _, z, mask, pair_mask = inputs(13, torch.float64, 10)
+    if mask_kind == "not an outer product":
+        pair_mask = pair_mask.clone()
+        pair_mask[0, 3, 5] = 0  # one pair of two real tokens masked
+    layout = Layout.for_tokens(grid, 13)
+    with torch.inference_mode():
+        DistTriangleAttention(module)(layout.shard_pair(z), layout.shard_pair(pair_mask), layout)
 
 
-def test_shared_key_bias_refuses_a_mask_it_cannot_represent():
-    """PyTorch's memory-efficient kernel (the fallback) takes one bias for all rows: the rows'
-    key masks are merged only where they agree (rows without a real key aside), else it stops."""
-    inf = 1e9
-    token_mask = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
-    key_bias = inf * (token_mask[:, None] * token_mask[None, :] - 1)  # [rows, keys]
-    torch.testing.assert_close(fused_attention.shared_key_bias(key_bias), inf * (token_mask - 1))
-    key_bias[2, 3] = -inf  # one pair of real tokens masked
-    with pytest.raises(RuntimeError, match="outer-product pair mask"):
-        fused_attention.shared_key_bias(key_bias)
+def test_fused_path_refuses_a_pair_mask_it_cannot_represent(fused_path_on_cpu):
+    """The fused path folds the pair mask into a per-key bias, exact only for Boltz's
+    outer-product mask; any other mask must stop it rather than be silently misread."""
+    run_on_grid(1, 1, fused_with_mask, "outer product")
+    with pytest.raises(Exception, match="outer-product pair mask"):
+        run_on_grid(1, 1, fused_with_mask, "not an outer product")
 
 
 def test_qkvg_projection_equals_the_four_projections():
