@@ -46,6 +46,7 @@ def main() -> None:
     from boltz.model.models.boltz2 import Boltz2
     from cp_inputs import expand
 
+    from foldcp.distributed import graphed_sampling
     from foldcp.distributed.comm import gather_pair
     from foldcp.distributed.launch import init_from_env
     from foldcp.distributed.layout import Layout, token_multiple
@@ -231,6 +232,8 @@ def main() -> None:
             dist.all_reduce(stats, op=dist.ReduceOp.MAX)
         pae = gather_pair(out["pae_block"][:1, ..., None].float(), grid, layout.n_padded)
         row["cp_s"], row["cp_peak_gib_per_gpu"] = round(stats[0].item(), 2), round(stats[1].item(), 2)
+        if graphed_sampling.wanted():  # steps replayed as one graph / run eagerly
+            row["graphed_sampling_steps"] = dict(graphed_sampling.last_run)
         if grid.rank == 0:
             if serial is not None:
                 diff = lambda a, b: float((a.float() - b.float()).abs().max())  # noqa: E731

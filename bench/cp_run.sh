@@ -9,6 +9,6 @@ cp_run() {
   local ranks; ranks=$(echo "$gpus" | tr ',' '\n' | wc -l)
   CUDA_VISIBLE_DEVICES=$gpus timeout -k 5 "$limit" torchrun --master-port "$port" --nproc-per-node "$ranks" \
     bench/cp_model.py --inputs .payload/cp --out "$out/$name.jsonl" "$@" 2>&1 \
-    | grep "^{\|^phase\|^finite\|Error" | cut -c1-700
+    | grep "^{\|^phase\|^finite\|Error\|WARNING\|not recordable" | cut -c1-700
   echo "exit ${PIPESTATUS[0]} (124: the ${limit} s limit) after $(( $(date +%s) - ${t0:-$(date +%s)} )) s"
 }

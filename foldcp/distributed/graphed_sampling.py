@@ -52,6 +52,10 @@ from foldcp.distributed.host_sync_free import centered_covariance, host_rotation
 
 log = logging.getLogger(__name__)
 
+# How the last sample() ran its steps: {"replayed": steps replayed from the graph, "eager":
+# steps run eagerly} (benchmarks record it: a failed recording only logs a warning)
+last_run: dict[str, int] = {}
+
 
 def wanted() -> bool:
     """FOLDCP_GRAPHED_SAMPLING=1: the caller samples through sample() below."""
@@ -186,6 +190,8 @@ class _Loop:
     def run(self, graphs: bool) -> None:
         steps = len(self.schedule)
         graph = None
+        last_run.clear()
+        last_run.update(replayed=0, eager=0)
         for k in range(steps + 1):
             t_hat, noise_std, inverse, coefficient = self._numbers(k)
             if graphs and graph is None and 0 < k < steps:
@@ -194,7 +200,9 @@ class _Loop:
             if graph is not None and k < steps:
                 self.numbers_host.copy_(torch.tensor([t_hat, noise_std, inverse, coefficient]))
                 graph.replay()  # reads numbers_host and rotation_host as it starts
+                last_run["replayed"] += 1
             else:
+                last_run["eager"] += k < steps
                 self._eager_step(k, t_hat, noise_std, inverse, coefficient,
                                  side_stream=graphs and k == 0)
             if k < steps:

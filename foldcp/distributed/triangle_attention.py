@@ -10,12 +10,14 @@ for each chunk the keys and values of its rows arrive block by block around the 
 (ring shift, next block posted before the current one is used) and the softmax over key
 blocks is exact.
 
-On CUDA each (row chunk, key block) is one fused memory-efficient attention call that also
-returns the log-sum-exp, and blocks merge through it (fused_attention.py). The kernel takes
-one bias [H, J, K] shared by every row i of the chunk (stride 0, never copied per row): the
-pair mask enters as a per-key bias, which is exact because Boltz's pair mask is the outer
-product of the token mask (checked on the device without a sync) — rows of masked tokens
-then differ from serial Boltz, and never reach real tokens. The element-wise streaming
+On CUDA each (row chunk, key block) is one fused attention call that also returns the
+log-sum-exp, and blocks merge through it (fused_attention.py). The kernel takes one bias
+[H, J, K] shared by every row i (never copied per row or per chunk): β with the pair mask
+added as a per-key bias once per call, in the copy that lays β out with keys contiguous.
+That is exact because Boltz's pair mask is the outer product of the token mask (checked on
+the device without a sync) — rows of masked tokens then differ from serial Boltz, and never
+reach real tokens. (A per-row key mask inside the kernel would cost one more operation per
+score: 13 % of the kernel's time on an H200, bench/RESULTS.md.) The element-wise streaming
 softmax below is the reference path (CPU, float64), exact for any pair mask.
 
 Ending node = starting node on the transposed pair tensor (Boltz transposes, attends,
@@ -68,7 +70,7 @@ class DistTriangleAttention(nn.Module):
             beta = all_gather_cat(self.serial.linear(x), grid.row_group, dim=2)  # β: [B, N', N', H]
             local = Layout(Grid(1, 1, grid.rank), layout.n_real, n)
             return self._starting(x.transpose(1, 2), mask.transpose(1, 2), local,
-                                  bias_rows=beta.permute(0, 3, 2, 1).contiguous(),
+                                  bias_rows=beta.permute(0, 3, 2, 1),
                                   transposed_out=True, into=into)
         out = self._starting(transpose_pair(x, grid, n), transpose_pair(mask, grid, n), layout)
         out = transpose_pair(out, grid, n)
@@ -77,8 +79,8 @@ class DistTriangleAttention(nn.Module):
     def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
                   bias_rows: torch.Tensor | None = None, transposed_out: bool = False,
                   into: torch.Tensor | None = None) -> torch.Tensor:
-        """x: the layer-normed block (compute dtype); bias_rows: the [B, H, j, k] bias if the
-        caller has it; transposed_out: return the result's transpose (see forward); into:
+        """x: the layer-normed block (compute dtype); bias_rows: the [B, H, j, k] bias (any
+        strides) if the caller has it; transposed_out: return the result's transpose (see forward); into:
         add the result into it (see forward)."""
         m = self.serial
         mha = m.mha
@@ -91,7 +93,7 @@ class DistTriangleAttention(nn.Module):
             bias_block = m.linear(x)  # β[R_p, C_q]: H channels
             bias_t = transpose_pair(bias_block, grid, n)  # βᵀ[R_p, C_q] = β[C_q, R_p]ᵀ
             bias_rows = all_gather_cat(bias_t, grid.col_group, dim=1)  # βᵀ[:, C_q]
-            bias_rows = bias_rows.permute(0, 3, 2, 1).contiguous()  # [B, H, j, k], keys contiguous
+            bias_rows = bias_rows.permute(0, 3, 2, 1)  # [B, H, j, k] view
 
         def heads_view(t):  # [B, I, J, H·d] -> [B, I, H, J, d], a view (kernels read strides)
             return t.view(batch, t.shape[1], t.shape[2], heads, width).transpose(2, 3)
@@ -99,6 +101,10 @@ class DistTriangleAttention(nn.Module):
         fused = self.fused and fused_attention.fused_available(x)
         if fused:
             _check_outer_product(mask)
+            # the kernel's one bias per key block: β + the key mask, made once for all chunks
+            bias_rows = self._masked_bias(bias_rows, mask, layout, x.dtype)
+        else:
+            bias_rows = bias_rows.contiguous()  # keys contiguous
         weight, bias = qkvg_projection(mha)
         def rows_of_output(r0: int, r1: int) -> torch.Tensor:
             # (record_function labels: bench profiles split the sub-layer's time)
@@ -109,7 +115,7 @@ class DistTriangleAttention(nn.Module):
             blocks = self._key_blocks(k, v, mask[:, r0:r1], layout)
             with record_function("foldcp.tri_att.attention"):
                 if fused:
-                    o = self._fused_blocks(q, blocks, bias_rows, layout)
+                    o = self._fused_blocks(q, blocks, bias_rows)
                 else:
                     o = self._streamed_blocks(q, blocks, bias_rows, layout)
             with record_function("foldcp.tri_att.gate_out"):
@@ -130,6 +136,23 @@ class DistTriangleAttention(nn.Module):
             chunk = min(chunk, rows * channels // max(1, heads * n))
         return max(1, chunk)
 
+    def _masked_bias(self, bias_rows: torch.Tensor, mask: torch.Tensor, layout: Layout,
+                     dtype: torch.dtype) -> torch.Tensor:
+        """[B, H, j, k] view of β → β + inf·(mask_k − 1) + grid padding's bias, keys
+        contiguous, in dtype: one pass, where the layout copy of β was anyway.
+
+        The pair mask of these rows is the outer product of the token mask (checked by the
+        caller), so the keys' mask is the same for every row with a real token — the max over
+        my rows, gathered along the grid row (keys are the columns of the whole grid row).
+        Rows with no real token get it too: they then differ from serial Boltz, and never
+        reach real tokens."""
+        m = self.serial
+        key_mask = all_gather_cat(mask.amax(dim=1), layout.grid.row_group, dim=1)  # [B, N']
+        key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
+            slice(None), mask.device, key_mask.dtype, m.inf)
+        out = torch.empty(bias_rows.shape, dtype=dtype, device=bias_rows.device)
+        return torch.add(bias_rows, key_bias[:, None, None, :], out=out)
+
     @staticmethod
     def _key_blocks(k, v, mask, layout: Layout):
         """(key slice, k, v, mask) of each key block of these rows, in ring order: the next
@@ -144,19 +167,15 @@ class DistTriangleAttention(nn.Module):
             if pending is not None:
                 blocks = pending.wait()
 
-    def _fused_blocks(self, q, blocks, bias_rows, layout: Layout) -> torch.Tensor:
-        """Same result as _streamed_blocks on real rows, one fused kernel per key block.
-        q: [B, I, H, J, d] → [B, I, J, H, d]."""
-        m = self.serial
+    @staticmethod
+    def _fused_blocks(q, blocks, bias_rows) -> torch.Tensor:
+        """Same result as _streamed_blocks on real rows, one fused kernel per key block;
+        bias_rows with the keys' mask in it (_masked_bias). q: [B, I, H, J, d] → [B, I, J, H, d]."""
         merges = [LseMerge() for _ in range(q.shape[0])]
-        for key_slice, k_blk, v_blk, mask_blk in blocks:
+        for key_slice, k_blk, v_blk, _ in blocks:
             for b, merge in enumerate(merges):
-                # keys masked for these rows: the outer-product mask's key factor
-                key_mask = mask_blk[b].amax(dim=0)  # [K]
-                key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
-                    key_slice, q.device, key_mask.dtype, m.inf)
-                bias = (bias_rows[b, :, :, key_slice] + key_bias).to(q.dtype)  # [H, J, K]
-                merge.add(*block_attention(q[b], k_blk[b], v_blk[b], bias))
+                # bias_rows carries the keys' mask (_masked_bias): [H, J, K], a view
+                merge.add(*block_attention(q[b], k_blk[b], v_blk[b], bias_rows[b, :, :, key_slice]))
         results = [merge.result().to(q.dtype) for merge in merges]
         # one batch entry (every fold): a view, not a stacked copy of the chunk's output
         out = results[0].unsqueeze(0) if len(results) == 1 else torch.stack(results)
