@@ -218,6 +218,7 @@ def main() -> None:
             with torch.inference_mode(), autocast, \
                     sampling_precision(model.structure_module, mode):
                 torch.manual_seed(1)
+                graphed_sampling.last_run.clear()  # filled only if this fold uses that loop
                 out = dist_model.predict(feats, layout, sampling_steps=args.steps, **run)
             sync()
         except torch.OutOfMemoryError as error:  # a capacity probe: record where it stopped
@@ -232,7 +233,7 @@ def main() -> None:
             dist.all_reduce(stats, op=dist.ReduceOp.MAX)
         pae = gather_pair(out["pae_block"][:1, ..., None].float(), grid, layout.n_padded)
         row["cp_s"], row["cp_peak_gib_per_gpu"] = round(stats[0].item(), 2), round(stats[1].item(), 2)
-        if graphed_sampling.wanted():  # steps replayed as one graph / run eagerly
+        if graphed_sampling.last_run:  # its steps replayed as one graph / run eagerly
             row["graphed_sampling_steps"] = dict(graphed_sampling.last_run)
         if grid.rank == 0:
             if serial is not None:

@@ -23,9 +23,10 @@
 #   agreement serial Boltz2.forward (float32 sampling, as stock) vs foldcp 1×1 in float32 and in
 #             TF32 at AGREEMENT_TOKENS (1000), full default inference: coordinate RMSD and
 #             confidence differences (cp_model.py without --no-serial)
-#   graphed   the speed part's foldcp runs, then the agreement part, with FOLDCP_GRAPHED_SAMPLING=1
-#             (each whole denoising step one CUDA graph, graphed_sampling.py; opt-in until
-#             measured): compare with the speed / agreement rows of the same call
+#   ungraphed the speed part's foldcp runs, then the agreement part, with FOLDCP_GRAPHED_SAMPLING=0
+#             (Boltz's loop around the graphed network instead of each whole denoising step
+#             one CUDA graph, graphed_sampling.py, the default): compare with the speed /
+#             agreement rows of the same call
 #   capacity  CAPACITY_TOKENS (6000) on 1×1 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #             capacity probe of cp_model.py: every stage at full size, 2 Pairformer blocks)
 #   speed     full default inference with SPEED_PRECISIONS sampling (tf32; float32 is the
@@ -35,7 +36,7 @@
 #             cuEquivariance kernels (.anchor) on the same GPU
 #   unaligned the speed run of foldcp at UNALIGNED_TOKENS (2500) without the GPU token padding
 #             (--token-multiple 1): what aligning the pair dimension to 16 tokens buys
-# Variables starting with FOLDCP_ (e.g. FOLDCP_GRAPHED_SAMPLING=1) reach every run; cp_model.py
+# Variables starting with FOLDCP_ (e.g. FOLDCP_GRAPHED_SAMPLING=0) reach every run; cp_model.py
 # rows record them under "env".
 # Usage (GPU machine, repo root). Carry .payload/whl .payload/cp .git-commit (+ .payload/old
 # for layer, .anchor for speed):
@@ -86,11 +87,11 @@ for part in $PARTS; do
               done ;;
     agreement) cp_run 0 29706 "$(left)" agreement --tokens "${AGREEMENT_TOKENS:-1000}" --recycling 3 \
                  --steps 200 --sampling-precision float32 tf32 ;;
-    graphed) for n in $SPEED_TOKENS; do
-               FOLDCP_GRAPHED_SAMPLING=1 cp_run 0 29707 "$(left)" graphed --no-serial --tokens "$n" \
+    ungraphed) for n in $SPEED_TOKENS; do
+               FOLDCP_GRAPHED_SAMPLING=0 cp_run 0 29707 "$(left)" ungraphed --no-serial --tokens "$n" \
                  --recycling 3 --steps 200 --sampling-precision tf32 --warmup
              done
-             FOLDCP_GRAPHED_SAMPLING=1 cp_run 0 29708 "$(left)" graphed_agreement \
+             FOLDCP_GRAPHED_SAMPLING=0 cp_run 0 29708 "$(left)" ungraphed_agreement \
                --tokens "${AGREEMENT_TOKENS:-1000}" --recycling 3 --steps 200 --sampling-precision float32 tf32 ;;
     capacity) CHECK_FINITE=1 cp_run 0 29701 "$(left)" capacity --no-serial \
                 --tokens "${CAPACITY_TOKENS:-6000}" --pairformer-blocks 2 --recycling 0 --steps 2 \

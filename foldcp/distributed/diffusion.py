@@ -267,8 +267,8 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
         diffusion_conditioning=conditioning,
     )
     structure = model.structure_module
-    if graphed_sampling.wanted():  # opt-in: each whole step one CUDA graph (graphed_sampling.py)
-        one_gpu = cuda_graphs and layout.grid.size == 1
+    one_gpu = cuda_graphs and layout.grid.size == 1 and s_trunk.is_cuda
+    if graphed_sampling.wanted(one_gpu):  # each whole step one CUDA graph (graphed_sampling.py)
         with distributed_score_model(model, layout, cuda_graphs=False), \
                 torch.autocast("cuda", enabled=False), active_arithmetic(structure, s_trunk):
             return graphed_sampling.sample(structure, graphs=one_gpu, **arguments)

@@ -165,3 +165,18 @@ def test_leaving_it_out_changes_no_coordinate(monkeypatch):
         runs.append(module.sample(atom_mask, num_sampling_steps=8, multiplicity=2,
                                   steering_args=steering, feats=feats)["sample_atom_coords"])
     assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("setting, one_gpu, expected", [
+    (None, True, True), (None, False, False),  # default: where its graphs run
+    ("0", True, False), ("1", False, True), ("", True, True)])
+def test_graphed_loop_is_the_default_on_one_gpu(monkeypatch, setting, one_gpu, expected):
+    """The graphed loop samples one-GPU folds unless FOLDCP_GRAPHED_SAMPLING=0; =1 takes it to
+    grids and CPUs too (its eager form, as the tests compare it)."""
+    from foldcp.distributed import graphed_sampling
+
+    if setting is None:
+        monkeypatch.delenv("FOLDCP_GRAPHED_SAMPLING", raising=False)
+    else:
+        monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", setting)
+    assert graphed_sampling.wanted(one_gpu) is expected
