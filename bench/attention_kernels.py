@@ -53,21 +53,18 @@ def timed(fn, repeat: int = 3) -> float:
     return (time.perf_counter() - started) / repeat
 
 
-# (BLOCK_M, BLOCK_N, warps, stages[, pipelined]): pipelined = the kernel's PIPELINED variant
-# (each next key block's q·kᵀ issued before the current block's softmax)
-SWEEP = [(64, 64, 4, 2), (128, 64, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3), (128, 128, 8, 2),
+# (BLOCK_M, BLOCK_N, warps, stages)
+SWEEP = [(64, 64, 4, 2), (128, 64, 8, 2), (128, 64, 8, 3), (64, 32, 4, 3), (128, 128, 8, 2),
          (64, 128, 4, 2), (128, 64, 4, 3), (128, 64, 8, 4), (128, 32, 8, 3), (256, 64, 8, 2),
-         (128, 64, 8, 3, True), (128, 64, 8, 2, True), (128, 64, 4, 3, True),
-         (128, 32, 8, 3, True), (64, 64, 4, 3, True)]
+         (128, 32, 4, 4), (64, 64, 4, 3), (256, 32, 8, 3)]
 
 
 def sweep_configs(sweep) -> dict[str, dict]:
     """name → Triton config for each entry of a sweep list."""
     configs = {}
-    for m, n, warps, stages, *pipelined in sweep:
-        name = f"triton_{m}x{n}_w{warps}_s{stages}" + ("_pipelined" if pipelined else "")
-        configs[name] = {"BLOCK_M": m, "BLOCK_N": n, "num_warps": warps, "num_stages": stages,
-                         "PIPELINED": bool(pipelined and pipelined[0])}
+    for m, n, warps, stages in sweep:
+        configs[f"triton_{m}x{n}_w{warps}_s{stages}"] = {"BLOCK_M": m, "BLOCK_N": n,
+                                                         "num_warps": warps, "num_stages": stages}
     return configs
 
 
@@ -96,9 +93,9 @@ def compile_works() -> str:
         return f"{type(error).__name__}: {str(error)[:200]}"
 
 
-# float32 tiles for --single-track --sweep (BLOCK_M, BLOCK_N, warps, stages[, pipelined])
+# float32 tiles for --single-track --sweep (BLOCK_M, BLOCK_N, warps, stages)
 SWEEP_FLOAT32 = [(128, 64, 8, 2), (64, 32, 4, 3), (128, 32, 4, 2), (128, 32, 8, 3), (64, 128, 4, 2),
-                 (32, 64, 4, 3), (128, 64, 4, 2), (128, 64, 8, 2, True), (128, 32, 8, 3, True)]
+                 (32, 64, 4, 3), (128, 64, 4, 2)]
 
 
 def single_track(n: int, card: str, sweep: bool, device: str = "cuda",

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 # 128 × 32 on 4 warps: on an H200 (bf16, one call) 3.21 ms against 3.47 for 128 × 64 on 8
 # warps at 1,008 tokens, equal at 2,512 (49.2 ms, 165 TFLOP/s); bench/RESULTS.md
 CONFIG = {"BLOCK_M": 128, "BLOCK_N": 32, "num_warps": 4, "num_stages": 3}
-# "PIPELINED": True in a config issues each next key block's q·kᵀ before the current block's
-# softmax (see the kernel). Measured slower on an H200 in every config swept (0.97–0.57× at
-# 2,512 tokens): kept off, as a sweep option (`_pipelined` rows).
+# (Issuing each next key block's q·kᵀ before the current block's softmax, FlashAttention-3's
+# intra-warpgroup overlap, was slower on an H200 in every config swept — 0.97–0.51× at 2,512
+# tokens, bench/RESULTS.md — and was removed.)
 # float32 tiles (the diffusion transformer's attention, d = 48 padded to 64) take twice the
 # shared memory: 2 stages. On an H200 with TF32 at 2,512 tokens, 16 heads: 0.40 ms against
 # 0.71 for 64 × 64 on 4 warps and 2.11 for Boltz's element-wise core (bench/RESULTS.md).
@@ -172,7 +172,6 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  PRECISION: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
-                 PIPELINED: tl.constexpr = False,
                  LOG2E: tl.constexpr = 1.4426950408889634):
         # 64-bit offsets: row × row stride and head × head stride can pass 2^31 at large N
         row = tl.program_id(0).to(tl.int64)
@@ -190,31 +189,16 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
         running_max = tl.full((BLOCK_M,), float("-inf"), tl.float32)
         running_sum = tl.zeros((BLOCK_M,), tl.float32)
         acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
-        if PIPELINED:  # the first key block's q·kᵀ (see below)
-            offs_first = tl.arange(0, BLOCK_N)
-            next_qk = tl.dot(q, tl.load(k_base + offs_first[None, :] * sk_n + offs_d[:, None],
-                                        mask=(offs_first < keys)[None, :] & in_d[:, None],
-                                        other=0.0), input_precision=PRECISION)
         for start in range(0, keys, BLOCK_N):
             offs_n = start + tl.arange(0, BLOCK_N)
             in_n = offs_n < keys
-            if PIPELINED:
-                # the next block's q·kᵀ is issued before this block's softmax, so the tensor
-                # cores can run it while the exponentials of this one take the CUDA cores
-                # (FlashAttention-3's intra-warpgroup overlap); past the last block it is a
-                # product of zeros, never used
-                qk = next_qk
-                offs_next = offs_n + BLOCK_N
-                next_qk = tl.dot(q, tl.load(k_base + offs_next[None, :] * sk_n + offs_d[:, None],
-                                            mask=(offs_next < keys)[None, :] & in_d[:, None],
-                                            other=0.0), input_precision=PRECISION)
-            else:
-                k_t = tl.load(k_base + offs_n[None, :] * sk_n + offs_d[:, None],
-                              mask=in_n[None, :] & in_d[:, None], other=0.0)
-                qk = tl.dot(q, k_t, input_precision=PRECISION)
+            k_t = tl.load(k_base + offs_n[None, :] * sk_n + offs_d[:, None],
+                          mask=in_n[None, :] & in_d[:, None], other=0.0)
+            qk = tl.dot(q, k_t, input_precision=PRECISION)
             # keys past the end get a -inf bias from the load itself (their k is 0), so no
             # select over the scores: per-score CUDA-core work is what bounds this kernel at
-            # d = 32, not the tensor cores
+            # d = 32, not the tensor cores (one more add per score, the key bias below, costs
+            # the triangle attention 13 % at 2,512 tokens on an H200; bench/RESULTS.md)
             bias = tl.load(b_base + offs_n[None, :], mask=in_m[:, None] & in_n[None, :],
                            other=float("-inf"))
             scores = qk * scale + bias.to(tl.float32)
