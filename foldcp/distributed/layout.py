@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,21 @@ def rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
 
 def _expansion_chunk(rows: int, expansion: int) -> int:
     return max(1, rows // max(1, expansion))
+
+
+def chunk_rows(rows: int, chunk: int, bytes_per_row: int) -> int:
+    """Rows per chunk for a Pairformer sub-layer done chunk by chunk of its block: `chunk`, the
+    sub-layer's own fraction of the block that bounds its transients — or, with
+    FOLDCP_SMALL_CHUNK_MIB set (opt-in, unmeasured), as many more rows (up to all) as keep a
+    chunk's transients, bytes_per_row each, under that many MiB. Small blocks then run as
+    fewer, larger launches: at 1,000 tokens one layer makes ~450 kernels whose host side
+    (~29 ms) outlasts their GPU time (19 ms; bench/RESULTS.md, twelfth session). Large blocks
+    keep `chunk`. Chunking is exact either way: only the number of launches changes."""
+    chunk = max(1, chunk)
+    budget_mib = float(os.environ.get("FOLDCP_SMALL_CHUNK_MIB") or 0)
+    if budget_mib > 0 and bytes_per_row > 0:
+        chunk = max(chunk, min(rows, int(budget_mib * 2**20) // bytes_per_row))
+    return chunk
 
 
 def row_chunks(rows: int, chunk: int):
@@ -166,7 +182,10 @@ def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Ten
     fused in-place pass on fc1's contiguous output (pointwise.py; fc1 and fc2 as one GEMM with
     strided halves was slower: 12.2 → 19.3 ms at 2,048 tokens on an H200)."""
     dtype = compute_dtype(x)
-    for r0, r1 in row_chunks(x.shape[1], _expansion_chunk(x.shape[1], expansion)):
+    # a chunk's transients: the normed rows and the gated hidden layer (expansion × wider)
+    width = x.shape[2] * x.shape[3] * (1 + expansion) * torch.finfo(dtype).bits // 8
+    rows = x.shape[1]
+    for r0, r1 in row_chunks(rows, chunk_rows(rows, _expansion_chunk(rows, expansion), width)):
         hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
         # on GPUs the gate fused into the GEMMs (triton_gated_projection)
         gated = triton_gated_projection.gated_projection_or_none(

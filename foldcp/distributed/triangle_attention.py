@@ -40,7 +40,7 @@ from foldcp.distributed import fused_attention
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
 from foldcp.distributed.fused_attention import LseMerge, block_attention
 from foldcp.distributed.grid import Grid
-from foldcp.distributed.layout import Layout, assemble_rows, compute_dtype, normed_rows
+from foldcp.distributed.layout import Layout, assemble_rows, chunk_rows, compute_dtype, normed_rows
 from foldcp.distributed.pointwise import gate_
 
 
@@ -122,15 +122,17 @@ class DistTriangleAttention(nn.Module):
                 gated = gate_(o, g.view(batch, r1 - r0, cols, heads, width), None)  # o · sigmoid(g)
                 return mha.linear_o(gated.reshape(batch, r1 - r0, cols, heads * width))
 
-        return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused),
+        return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused, x.element_size()),
                              transposed=transposed_out, into=into)
 
-    def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool) -> int:
-        """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block; the streamed
+    def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool, itemsize: int) -> int:
+        """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block (more for
+        small blocks where FOLDCP_SMALL_CHUNK_MIB allows, layout.chunk_rows); the streamed
         path holds [chunk, H, |C_q|, |key block|] scores, kept within x's own size."""
         if self.row_chunk:
             return self.row_chunk
-        chunk = -(-rows // 8)
+        # a row's transients on the fused path: q, k, v, g and the attention's output
+        chunk = chunk_rows(rows, -(-rows // 8), cols * 5 * heads * self.serial.mha.c_hidden * itemsize)
         if not fused:
             channels = self.serial.mha.c_hidden * heads
             chunk = min(chunk, rows * channels // max(1, heads * n))

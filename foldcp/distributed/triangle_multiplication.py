@@ -29,6 +29,7 @@ from foldcp.distributed.comm import transpose_pair
 from foldcp.distributed.layout import (
     Layout,
     assemble_rows,
+    chunk_rows,
     compute_dtype,
     layer_norm_to,
     normed_rows,
@@ -84,7 +85,9 @@ class DistTriangleMultiplication(nn.Module):
                     a_and_b[:, d:].view(batch, d, rows, cols))
 
         product = None
-        chunk = self.channel_chunk or -(-channels // 4)
+        # a channel's transients: a and b (compute dtype, or float32) and its product part
+        item = 4 if not autocast else x.element_size()
+        chunk = self.channel_chunk or chunk_rows(channels, -(-channels // 4), batch * rows * cols * (2 * item + 4))
         for c0, c1 in row_chunks(channels, chunk):
             with record_function("foldcp.tri_mul.project"):
                 a, b = gated(c0, c1)
@@ -106,7 +109,8 @@ class DistTriangleMultiplication(nn.Module):
             normed = normed.view(batch, r1 - r0, cols, channels)
             return m.p_out(normed), m.g_out(x[:, r0:r1])
 
-        chunk = -(-rows // 4)
+        # a row's transients: normed rows, p_out and g_out's results
+        chunk = chunk_rows(rows, -(-rows // 4), batch * cols * channels * 3 * x.element_size())
         with record_function("foldcp.tri_mul.output"):
             if into is None:
                 return assemble_rows(lambda r0, r1: gate_(*output_rows(r0, r1), None), rows, chunk)

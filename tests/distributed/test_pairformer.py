@@ -207,6 +207,37 @@ def test_fused_path_with_aligned_key_blocks(fused_path_on_cpu, rows, cols):
     run_on_grid(rows, cols, compare_on_grid, "tri_att_end", 16 * cols, torch.float64, 11)
 
 
+def test_chunk_rows_grows_only_for_small_blocks(monkeypatch):
+    """FOLDCP_SMALL_CHUNK_MIB: more rows per chunk, up to the whole block, while a chunk's
+    transients fit the budget; unset, the sub-layer's own chunk."""
+    from foldcp.distributed.layout import chunk_rows
+
+    monkeypatch.delenv("FOLDCP_SMALL_CHUNK_MIB", raising=False)
+    assert chunk_rows(1008, 126, 2**20) == 126
+    monkeypatch.setenv("FOLDCP_SMALL_CHUNK_MIB", "512")
+    assert chunk_rows(1008, 126, 2**20) == 512  # 1 MiB a row: 512 rows fit
+    assert chunk_rows(300, 38, 2**20) == 300  # the whole block fits
+    assert chunk_rows(2512, 314, 3 * 2**20) == 314  # large blocks keep their own chunk
+    monkeypatch.setenv("FOLDCP_SMALL_CHUNK_MIB", "0")
+    assert chunk_rows(1008, 126, 2**20) == 126
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_small_blocks_in_one_chunk(monkeypatch, fused):
+    """With FOLDCP_SMALL_CHUNK_MIB every sub-layer of a small block runs as one chunk (the
+    fused attention path too): still serial Boltz's result. On one GPU only: a whole-block
+    chunk is what the grid tests' guard against N²·C-sized tensors would (rightly) flag — the
+    budget is for blocks whose whole-block transients are small, in MiB."""
+    from foldcp.distributed import layout
+
+    if fused:
+        monkeypatch.setattr(fused_attention, "KERNEL", reference_kernel)
+        monkeypatch.setattr(fused_attention, "fused_available", lambda q: True)
+    monkeypatch.setenv("FOLDCP_SMALL_CHUNK_MIB", "64")  # the forked rank inherits it
+    assert layout.chunk_rows(37, 5, 37 * 8 * 8 * 5) == 37
+    run_on_grid(1, 1, compare_on_grid, "layer", 37, torch.float64, 12)
+
+
 @pytest.mark.parametrize("kind", ["tri_mul_out", "tri_mul_in"])
 @pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2)])
 def test_triangle_multiplication_without_masked_tokens(kind, rows, cols):
