@@ -268,7 +268,10 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
     )
     structure = model.structure_module
     one_gpu = cuda_graphs and layout.grid.size == 1 and s_trunk.is_cuda
-    if graphed_sampling.wanted(one_gpu):  # each whole step one CUDA graph (graphed_sampling.py)
+    # each whole step one CUDA graph (graphed_sampling.py); steered sampling, which that loop
+    # hands to Boltz's, keeps the graphed network and host-sync-free alignment below
+    if graphed_sampling.wanted(one_gpu) and graphed_sampling.applies(
+            structure, arguments["steering_args"]):
         with distributed_score_model(model, layout, cuda_graphs=False), \
                 torch.autocast("cuda", enabled=False), active_arithmetic(structure, s_trunk):
             return graphed_sampling.sample(structure, graphs=one_gpu, **arguments)

@@ -40,7 +40,9 @@ network (same machine, back to back), 6.18 against 6.23–6.37 s at 2,500, with 
 the first replayed; its coordinates agree with serial Boltz as the eager loop's do (float32
 RMSD 0.0072 Å at 1,000 tokens; bench/RESULTS.md, twelfth session).
 FOLDCP_GRAPHED_SAMPLING=0 turns it off; =1 uses it everywhere (its eager form off one GPU:
-the tests compare that with serial Boltz on CPU grids).
+the tests compare that with serial Boltz on CPU grids). Steered sampling keeps the default
+path (Boltz's loop around the graphed network; `applies`). If recording fails (a warning is
+logged) the steps run eagerly, without the network's own graph: slower than that path.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ def wanted(one_gpu: bool) -> bool:
     return setting == "1" if setting in ("0", "1") else one_gpu
 
 
+def applies(diffusion, steering_args: dict | None) -> bool:
+    """This loop reproduces Boltz's for this sampler: inference, no steering, Boltz's
+    reverse-diffusion alignment (anything else runs Boltz's own loop)."""
+    return (not steering_active(steering_args) and not diffusion.training
+            and bool(diffusion.alignment_reverse_diff))
+
+
 def steering_active(steering_args: dict | None) -> bool:
     """Boltz's loop would steer (callers pass steering.effective_steering's arguments, so
     contact guidance with nothing to guide is already off)."""
@@ -83,8 +92,8 @@ def sample(diffusion, atom_mask: torch.Tensor, num_sampling_steps: int | None = 
            **network_condition_kwargs) -> dict:
     """diffusion.sample(...) (Boltz's AtomDiffusion) with its steps as CUDA graphs where
     `graphs` and possible (module docstring). Returns Boltz's dict."""
-    if (steering_active(steering_args) or diffusion.training
-            or not diffusion.alignment_reverse_diff):
+    last_run.clear()
+    if not applies(diffusion, steering_args):
         return diffusion.sample(atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
                                 steering_args, **network_condition_kwargs)
     loop = _Loop(diffusion, atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,

@@ -78,7 +78,8 @@ def chunk_rows(rows: int, chunk: int, bytes_per_row: int) -> int:
     """Rows per chunk for a Pairformer sub-layer done chunk by chunk of its block: `chunk`, the
     sub-layer's own fraction of the block that bounds its transients — or, with
     FOLDCP_SMALL_CHUNK_MIB set (opt-in, unmeasured), as many more rows (up to all) as keep a
-    chunk's transients, bytes_per_row each, under that many MiB. Small blocks then run as
+    chunk's transients, about bytes_per_row each (the caller's estimate of its main
+    tensors, a soft budget), under that many MiB. Small blocks then run as
     fewer, larger launches: at 1,000 tokens one layer makes ~450 kernels whose host side
     (~29 ms) outlasts their GPU time (19 ms; bench/RESULTS.md, twelfth session). Large blocks
     keep `chunk`. Chunking is exact either way: only the number of launches changes."""

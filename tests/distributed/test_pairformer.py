@@ -223,19 +223,32 @@ def test_chunk_rows_grows_only_for_small_blocks(monkeypatch):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_small_blocks_in_one_chunk(monkeypatch, fused):
+def test_small_blocks_in_one_chunk(monkeypatch, tmp_path, fused):
     """With FOLDCP_SMALL_CHUNK_MIB every sub-layer of a small block runs as one chunk (the
     fused attention path too): still serial Boltz's result. On one GPU only: a whole-block
     chunk is what the grid tests' guard against N²·C-sized tensors would (rightly) flag — the
     budget is for blocks whose whole-block transients are small, in MiB."""
-    from foldcp.distributed import layout
+    from foldcp.distributed import layout, triangle_attention, triangle_multiplication
 
     if fused:
         monkeypatch.setattr(fused_attention, "KERNEL", reference_kernel)
         monkeypatch.setattr(fused_attention, "fused_available", lambda q: True)
     monkeypatch.setenv("FOLDCP_SMALL_CHUNK_MIB", "64")  # the forked rank inherits it
-    assert layout.chunk_rows(37, 5, 37 * 8 * 8 * 5) == 37
+    chunk_rows, calls = layout.chunk_rows, tmp_path / "calls"
+
+    def recorded(rows, chunk, bytes_per_row):  # each sub-layer's chunk, noted by the rank
+        rows_per_chunk = chunk_rows(rows, chunk, bytes_per_row)
+        with open(calls, "a") as out:
+            out.write(f"{rows} {chunk} {rows_per_chunk}\n")
+        return rows_per_chunk
+
+    for module in (layout, triangle_attention, triangle_multiplication):
+        monkeypatch.setattr(module, "chunk_rows", recorded)
     run_on_grid(1, 1, compare_on_grid, "layer", 37, torch.float64, 12)
+    made = [tuple(map(int, line.split())) for line in calls.read_text().splitlines()]
+    # two triangle multiplications (channels, output rows), two attentions, one transition
+    assert len(made) == 7, made
+    assert all(whole == rows and own < rows for rows, own, whole in made), made
 
 
 @pytest.mark.parametrize("kind", ["tri_mul_out", "tri_mul_in"])

@@ -63,7 +63,8 @@ def check_kernel_alone() -> None:
             saved = getattr(triton_attention, name)
             variants = [saved]
             if dtype == torch.float32:  # float32 dots on CUDA cores and as three TF32 products
-                variants += [{**saved, "FLOAT32_PRECISION": p} for p in ("ieee", "tf32x3")]
+                variants += [{**saved, "FLOAT32_PRECISION": p} for p in ("ieee", "tf32x3")
+                             if p != saved.get("FLOAT32_PRECISION")]
             for config in variants:
                 setattr(triton_attention, name, config)
                 try:

@@ -180,3 +180,27 @@ def test_graphed_loop_is_the_default_on_one_gpu(monkeypatch, setting, one_gpu, e
     else:
         monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", setting)
     assert graphed_sampling.wanted(one_gpu) is expected
+
+
+def test_graphed_loop_applies_only_where_it_reproduces_boltz():
+    """Steered sampling, training and a sampler without the reverse-diffusion alignment go to
+    Boltz's own loop — decided before the loop is chosen, so they keep the default path's
+    graphed network; a sample() that hands over leaves no step counts behind."""
+    from types import SimpleNamespace
+
+    from foldcp.distributed import graphed_sampling
+
+    plain = SimpleNamespace(training=False, alignment_reverse_diff=True)
+    assert graphed_sampling.applies(plain, None)
+    assert graphed_sampling.applies(plain, {"fk_steering": False, "contact_guidance_update": False})
+    assert not graphed_sampling.applies(plain, {"fk_steering": True})
+    assert not graphed_sampling.applies(plain, {"physical_guidance_update": True})
+    assert not graphed_sampling.applies(SimpleNamespace(training=True, alignment_reverse_diff=True), None)
+    assert not graphed_sampling.applies(SimpleNamespace(training=False, alignment_reverse_diff=False), None)
+
+    handed_over = []
+    steered = SimpleNamespace(training=False, alignment_reverse_diff=True,
+                              sample=lambda *args, **kwargs: handed_over.append(args) or {})
+    graphed_sampling.last_run.update(replayed=199, eager=1)  # an earlier fold's
+    graphed_sampling.sample(steered, torch.ones(1, 4), steering_args={"fk_steering": True})
+    assert handed_over and graphed_sampling.last_run == {}
