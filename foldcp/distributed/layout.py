@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from foldcp.distributed import triton_gated_projection, triton_layer_norm
+from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
 from foldcp.distributed.pointwise import silu_gate_
 
@@ -189,9 +190,13 @@ def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Ten
     for r0, r1 in row_chunks(rows, chunk_rows(rows, _expansion_chunk(rows, expansion), width)):
         hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
         # on GPUs the gate fused into the GEMMs (triton_gated_projection)
+        # fc1's and fc2's weights in the compute dtype, cast once (derived_weights.py)
+        fc1, fc2 = derived(transition, ("fc1_fc2", dtype), lambda: (
+            transition.fc1.weight.to(dtype), transition.fc2.weight.to(dtype)),
+            transition.fc1.weight, transition.fc2.weight)
         gated = triton_gated_projection.gated_projection_or_none(
-            hidden.view(hidden.shape[0], -1, hidden.shape[-1]), transition.fc1.weight,
-            transition.fc2.weight, gate="silu", channel_last=True)
+            hidden.view(hidden.shape[0], -1, hidden.shape[-1]), fc1, fc2, gate="silu",
+            channel_last=True)
         if gated is not None:
             gated = gated.view(*hidden.shape[:-1], -1)
         else:

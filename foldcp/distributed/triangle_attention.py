@@ -38,6 +38,7 @@ from torch.profiler import record_function
 
 from foldcp.distributed import fused_attention
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
+from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.fused_attention import LseMerge, block_attention
 from foldcp.distributed.grid import Grid
 from foldcp.distributed.layout import Layout, assemble_rows, chunk_rows, compute_dtype, normed_rows
@@ -105,7 +106,11 @@ class DistTriangleAttention(nn.Module):
             bias_rows = self._masked_bias(bias_rows, mask, layout, x.dtype)
         else:
             bias_rows = bias_rows.contiguous()  # keys contiguous
-        weight, bias = qkvg_projection(mha)
+        weight, bias = derived(
+            mha, ("qkvg", x.dtype), lambda: qkvg_projection(mha, x.dtype),
+            *(p for layer in (mha.linear_q, mha.linear_k, mha.linear_v, mha.linear_g)
+              for p in layer.parameters()))
+
         def rows_of_output(r0: int, r1: int) -> torch.Tensor:
             # (record_function labels: bench profiles split the sub-layer's time)
             with record_function("foldcp.tri_att.qkvg"):
@@ -214,18 +219,21 @@ class DistTriangleAttention(nn.Module):
         run_max.copy_(new_max)
 
 
-def qkvg_projection(mha: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+def qkvg_projection(mha: nn.Module, dtype: torch.dtype | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Weight and bias of one linear layer giving [q/√d | k | v | g logits] of Boltz's
     triangle-attention Attention: the 1/√d of the scores folded into q's weight (Boltz
     divides q after its projection) and the four projections of a chunk made by one GEMM that
-    reads it once. Bias None where none of the four has one (Boltz 2.2.1's)."""
+    reads it once. Bias None where none of the four has one (Boltz 2.2.1's). dtype: cast to
+    it (the inputs' — under autocast the compute dtype, which autocast would cast to)."""
     scale = 1.0 / math.sqrt(mha.c_hidden)
     parts = ((mha.linear_q, scale), (mha.linear_k, 1.0), (mha.linear_v, 1.0), (mha.linear_g, 1.0))
-    weight = torch.cat([layer.weight * factor for layer, factor in parts])
+    dtype = dtype or mha.linear_q.weight.dtype
+    weight = torch.cat([layer.weight * factor for layer, factor in parts]).to(dtype)
     if all(layer.bias is None for layer, _ in parts):
         return weight, None
     return weight, torch.cat([weight.new_zeros(layer.out_features) if layer.bias is None
-                              else layer.bias * factor for layer, factor in parts])
+                              else layer.bias * factor for layer, factor in parts]).to(dtype)
 
 
 def _check_outer_product(mask: torch.Tensor) -> None:

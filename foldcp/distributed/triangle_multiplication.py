@@ -35,6 +35,7 @@ from foldcp.distributed.layout import (
     normed_rows,
     row_chunks,
 )
+from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.pointwise import add_gated_, gate_
 from foldcp.distributed.summa import summa
 
@@ -72,8 +73,9 @@ class DistTriangleMultiplication(nn.Module):
             on GPUs, from one kernel that also gates them (triton_gated_projection).
             Boltz casts them to float32, which autocast casts back for the product."""
             d = c1 - c0
-            p_rows = torch.cat([m.p_in.weight[c0:c1], m.p_in.weight[channels + c0:channels + c1]])
-            g_rows = torch.cat([m.g_in.weight[c0:c1], m.g_in.weight[channels + c0:channels + c1]])
+            p_rows, g_rows = derived(m, ("gated_rows", c0, c1, x.dtype), lambda: tuple(
+                torch.cat([w[c0:c1], w[channels + c0:channels + c1]]).to(x.dtype)
+                for w in (m.p_in.weight, m.g_in.weight)), m.p_in.weight, m.g_in.weight)
             a_and_b = triton_gated_projection.gated_projection_or_none(
                 x.view(batch, rows * cols, channels), p_rows, g_rows, keep)  # [B, 2d, I·J]
             if a_and_b is None:
