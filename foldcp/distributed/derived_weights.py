@@ -10,7 +10,9 @@ about 60 of a Pairformer layer's ~450 kernel launches, where the layer's host si
 GPU time (bench/RESULTS.md, twelfth session). The value is kept on the module and made again
 when any source parameter is a different tensor or was changed in place (its version counter:
 loading or randomising weights bumps it). With grad mode on it is made at every call, as
-before (training must see each update). Same values as forming them per call.
+before (training must see each update), and so it is for parameters made under
+torch.inference_mode (they keep no version counter; foldcp loads models outside it). Same
+values as forming them per call.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ _CACHE = "_foldcp_derived_weights"
 
 def derived(owner: nn.Module, key: Hashable, make: Callable[[], T], *sources: torch.Tensor) -> T:
     """make() once per state of `sources` (parameters of owner), kept on owner under key."""
-    if torch.is_grad_enabled():
-        return make()
+    if torch.is_grad_enabled() or any(t.is_inference() for t in sources):
+        return make()  # (inference tensors have no version counter to notice a change by)
     state = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
     cache = owner.__dict__.setdefault(_CACHE, {})  # not a buffer: never in a state dict
     hit = cache.get(key)

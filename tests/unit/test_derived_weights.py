@@ -41,3 +41,14 @@ def test_made_every_call_with_grad_mode_on():
     stacked(module, made)
     stacked(module, made)
     assert len(made) == 2
+
+
+def test_parameters_made_in_inference_mode_are_not_cached():
+    """They keep no version counter, so a change could not be noticed: made every call."""
+    made = []
+    with torch.inference_mode():
+        module = nn.Sequential(nn.Linear(3, 4), nn.Linear(3, 4))
+        stacked(module, made)
+        module[1].weight.mul_(3)
+        torch.testing.assert_close(stacked(module, made)[4:], (2 * module[1].weight).to(torch.bfloat16))
+    assert len(made) == 2
