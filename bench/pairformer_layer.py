@@ -12,7 +12,9 @@ on the r×c grid. Only each rank's own pair block is ever created.
 time, GPU time per sub-layer (the record_function labels in foldcp/distributed/pairformer.py)
 and the top kernels, printed and written as JSON lines (kind "profile") to --out.
 --cuda-graph adds, on one GPU, the layer recorded once as a CUDA graph and replayed
-(impl "foldcp_graphed"): what Python and kernel launches cost the layer.
+(impl "foldcp_graphed"): what Python and kernel launches cost the layer. On a GPU each row
+also has host_seconds_per_layer: how long a call takes to return with the GPU idle at its
+start — the host's own cost (a fold is host-bound where it exceeds the GPU's time).
 """
 
 from __future__ import annotations
@@ -32,6 +34,22 @@ from foldcp.model.weights import randomize_weights
 from rows import append_jsonl, profile_summary  # bench/rows.py (the script's folder is on sys.path)
 
 C_S, C_Z, HEADS = 384, 128, 16
+
+
+def host_time(fn, repeat: int, device) -> float | None:
+    """Seconds per call until it returns, the GPU idle at each start (CUDA only): the host's
+    Python and launch cost of a call. A layer whose host time exceeds its GPU time cannot
+    keep the GPU busy, however its calls are queued."""
+    if device.type != "cuda":
+        return None
+    spent = 0.0
+    for _ in range(repeat):
+        torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        fn()
+        spent += time.perf_counter() - started
+    torch.cuda.synchronize(device)
+    return spent / repeat
 
 
 def timed(fn, repeat: int, device) -> tuple[float, float]:
@@ -138,11 +156,13 @@ def main() -> None:
                     if name == "foldcp_graphed":
                         fn = graphed(foldcp_layer, device)
                     seconds, peak = timed(fn, args.repeat, device)
+                    host = host_time(fn, args.repeat, device)
                 stats = torch.tensor([seconds, peak], device=device)
                 if grid.size > 1:
                     dist.all_reduce(stats, op=dist.ReduceOp.MAX)
                 row.update(seconds_per_layer=round(stats[0].item(), 4),
-                           peak_gib_per_gpu=round(stats[1].item(), 3))
+                           peak_gib_per_gpu=round(stats[1].item(), 3),
+                           host_seconds_per_layer=None if host is None else round(host, 4))
             except torch.cuda.OutOfMemoryError:
                 row.update(seconds_per_layer=None, peak_gib_per_gpu=None, oom=True)
                 torch.cuda.empty_cache()
@@ -166,12 +186,13 @@ def main() -> None:
         del z, s, mask, pair_mask
         torch.cuda.empty_cache()
     if grid.rank == 0:
-        print(f"{'impl':14} {'grid':5} {'N':>6} {'s/layer':>9} {'GiB/GPU':>8}")
+        print(f"{'impl':14} {'grid':5} {'N':>6} {'s/layer':>9} {'GiB/GPU':>8} {'host s':>8}")
         for row in results:
             if row.get("kind") == "profile":
                 continue
             print(f"{row['impl']:14} {row['grid']:5} {row['tokens']:6d} "
-                  f"{row['seconds_per_layer'] or float('nan'):9.4f} {row['peak_gib_per_gpu'] or float('nan'):8.3f}")
+                  f"{row['seconds_per_layer'] or float('nan'):9.4f} {row['peak_gib_per_gpu'] or float('nan'):8.3f} "
+                  f"{row.get('host_seconds_per_layer') or float('nan'):8.4f}")
         append_jsonl(args.out, results)
     if dist.is_initialized():
         dist.destroy_process_group()
