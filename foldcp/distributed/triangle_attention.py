@@ -101,9 +101,8 @@ class DistTriangleAttention(nn.Module):
 
         fused = self.fused and fused_attention.fused_available(x)
         if fused:
-            _check_outer_product(mask)
             # the kernel's one bias per key block: β + the key mask, made once for all chunks
-            bias_rows = self._masked_bias(bias_rows, mask, layout, x.dtype)
+            bias_rows = self._masked_bias(bias_rows, _key_mask(mask), layout, x.dtype)
         else:
             bias_rows = bias_rows.contiguous()  # keys contiguous
         weight, bias = derived(
@@ -136,27 +135,23 @@ class DistTriangleAttention(nn.Module):
         path holds [chunk, H, |C_q|, |key block|] scores, kept within x's own size."""
         if self.row_chunk:
             return self.row_chunk
+        channels = self.serial.mha.c_hidden * heads
         # a row's transients on the fused path: q, k, v, g and the attention's output
-        chunk = chunk_rows(rows, -(-rows // 8), cols * 5 * heads * self.serial.mha.c_hidden * itemsize)
+        chunk = chunk_rows(rows, -(-rows // 8), cols * 5 * channels * itemsize)
         if not fused:
-            channels = self.serial.mha.c_hidden * heads
             chunk = min(chunk, rows * channels // max(1, heads * n))
         return max(1, chunk)
 
-    def _masked_bias(self, bias_rows: torch.Tensor, mask: torch.Tensor, layout: Layout,
+    def _masked_bias(self, bias_rows: torch.Tensor, key_mask: torch.Tensor, layout: Layout,
                      dtype: torch.dtype) -> torch.Tensor:
         """[B, H, j, k] view of β → β + inf·(mask_k − 1) + grid padding's bias, keys
-        contiguous, in dtype: one pass, where the layout copy of β was anyway.
-
-        The pair mask of these rows is the outer product of the token mask (checked by the
-        caller), so the keys' mask is the same for every row with a real token — the max over
-        my rows, gathered along the grid row (keys are the columns of the whole grid row).
-        Rows with no real token get it too: they then differ from serial Boltz, and never
-        reach real tokens."""
+        contiguous, in dtype: one pass, where the layout copy of β was anyway. key_mask:
+        [B, |C_q|] my columns' (_key_mask), gathered along the grid row (keys are the columns
+        of the whole grid row)."""
         m = self.serial
-        key_mask = all_gather_cat(mask.amax(dim=1), layout.grid.row_group, dim=1)  # [B, N']
+        key_mask = all_gather_cat(key_mask, layout.grid.row_group, dim=1)  # [B, N']
         key_bias = m.inf * (key_mask - 1) + layout.padding_bias(
-            slice(None), mask.device, key_mask.dtype, m.inf)
+            slice(None), key_mask.device, key_mask.dtype, m.inf)
         out = torch.empty(bias_rows.shape, dtype=dtype, device=bias_rows.device)
         return torch.add(bias_rows, key_bias[:, None, None, :], out=out)
 
@@ -236,11 +231,14 @@ def qkvg_projection(mha: nn.Module, dtype: torch.dtype | None = None
                               else layer.bias * factor for layer, factor in parts]).to(dtype)
 
 
-def _check_outer_product(mask: torch.Tensor) -> None:
-    """The fused path turns the pair mask into a per-key bias: exact iff the mask block is
-    the outer product of a row and a column token mask (Boltz's pair mask is). Asserted on
-    the device, asynchronously (no host sync)."""
+def _key_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The pair-mask block [B, I, J] as a per-key mask [B, J] (the max over its rows), for the
+    fused path's one bias shared by all rows. Exact iff the block is the outer product of a
+    row and a column token mask (Boltz's pair mask is), asserted on the device without a host
+    sync: every row with a real token then has this key mask; rows with none get it too, and
+    differ from serial Boltz, but never reach real tokens."""
     rows_real = mask.amax(dim=2, keepdim=True)  # [B, I, 1]
     cols_real = mask.amax(dim=1, keepdim=True)  # [B, 1, J]
     torch._assert_async(torch.all(mask == rows_real * cols_real),
                         "triangle attention's fused path needs an outer-product pair mask")
+    return cols_real.squeeze(1)
