@@ -187,13 +187,13 @@ def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Ten
     # a chunk's transients: the normed rows and the gated hidden layer (expansion × wider)
     width = x.shape[2] * x.shape[3] * (1 + expansion) * torch.finfo(dtype).bits // 8
     rows = x.shape[1]
+    # fc1's and fc2's weights in the compute dtype for the kernel, cast once (derived_weights.py)
+    fc1, fc2 = derived(transition, ("fc1_fc2", dtype), lambda: (
+        transition.fc1.weight.to(dtype), transition.fc2.weight.to(dtype)),
+        transition.fc1.weight, transition.fc2.weight)
     for r0, r1 in row_chunks(rows, chunk_rows(rows, _expansion_chunk(rows, expansion), width)):
         hidden = layer_norm_to(transition.norm, x[:, r0:r1], dtype)
         # on GPUs the gate fused into the GEMMs (triton_gated_projection)
-        # fc1's and fc2's weights in the compute dtype, cast once (derived_weights.py)
-        fc1, fc2 = derived(transition, ("fc1_fc2", dtype), lambda: (
-            transition.fc1.weight.to(dtype), transition.fc2.weight.to(dtype)),
-            transition.fc1.weight, transition.fc2.weight)
         gated = triton_gated_projection.gated_projection_or_none(
             hidden.view(hidden.shape[0], -1, hidden.shape[-1]), fc1, fc2, gate="silu",
             channel_last=True)
