@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from boltz.model.layers.pairformer import PairformerLayer
 
+from foldcp.distributed.graphed import on_side_stream
 from foldcp.distributed.layout import Layout
 from foldcp.distributed.launch import init_from_env
 from foldcp.distributed.pairformer import DistPairformerLayer
@@ -88,11 +89,7 @@ def graphed(fn, device):
     """fn recorded once as a CUDA graph (after an eager call: compiles, cuBLAS and allocator
     warm-up) and replayed: fn's time without Python or kernel-launch overhead. The returned
     callable replays the same kernels on the same input tensors."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream(device).wait_stream(side)
+    on_side_stream(fn)
     torch.cuda.synchronize(device)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):

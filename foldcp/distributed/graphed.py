@@ -28,6 +28,20 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+def on_side_stream(fn):
+    """fn() on a fresh side stream that first waits for the current stream, which then waits
+    for it: PyTorch's recipe for the eager warm-up call before recording a CUDA graph (cuBLAS
+    handles, Triton compilation and allocator pools are set up off the stream the graph is
+    captured on). Returns fn's result; tensors it made belong to the side stream (call
+    record_stream where they outlive it on the current one)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        result = fn()
+    torch.cuda.current_stream().wait_stream(side)
+    return result
+
+
 class GraphedScoreModel(nn.Module):
     def __init__(self, score_model: nn.Module) -> None:
         super().__init__()
@@ -53,11 +67,9 @@ class GraphedScoreModel(nn.Module):
 
     def _record(self, key, r_noisy, times, conditioning) -> torch.Tensor:
         static_r, static_t = r_noisy.clone(), times.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # the eager warm-up call: this step's result
-            out = self.score_model(r_noisy=static_r, times=static_t, **conditioning)
-        torch.cuda.current_stream().wait_stream(side)
+        # the eager warm-up call: this step's result
+        out = on_side_stream(lambda: self.score_model(r_noisy=static_r, times=static_t,
+                                                      **conditioning))
         out.record_stream(torch.cuda.current_stream())  # made on the side stream, used here
         # The warm-up's freed blocks stay cached for the side stream, where the graph's own
         # pool cannot use them: give them back first, so recording needs no second step's

@@ -47,7 +47,6 @@ logged) the steps run eagerly, without the network's own graph: slower than that
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from math import sqrt
@@ -55,7 +54,8 @@ from math import sqrt
 import torch
 from boltz.model.modules.utils import compute_random_augmentation
 
-from foldcp.distributed.host_sync_free import centered_covariance, host_rotation
+from foldcp.distributed.graphed import on_side_stream
+from foldcp.distributed.host_sync_free import centered_covariance, host_rotation, rotated
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ class _Loop:
     def _finish(self, t_hat_previous, inverse, coefficient) -> None:
         """The end of the previous step: noisy rotated onto denoised, then Boltz's update."""
         with torch.autocast("cuda", enabled=False):  # Boltz aligns outside any autocast
-            aligned = (torch.einsum("...ni,...ji->...nj", self.true_centered, self.rotation)
-                       + self.pred_centroid)
+            aligned = rotated(self.true_centered, self.rotation, self.pred_centroid)
         aligned = aligned.to(self.denoised)
         difference = aligned - self.denoised
         if isinstance(inverse, torch.Tensor):  # recorded: Boltz's `/ t̂` as CUDA runs it
@@ -228,18 +227,15 @@ class _Loop:
 
     def _eager_step(self, k, t_hat, noise_std, inverse, coefficient, side_stream: bool) -> None:
         """Finish step k − 1 and predict step k with Python floats, as Boltz's loop does; on a
-        side stream before recording (the warm-up CUDA graphs want)."""
-        stream = torch.cuda.Stream() if side_stream else None
-        if stream is not None:
-            stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        side stream before recording (the warm-up CUDA graphs want, graphed.on_side_stream)."""
+        def step():
             if k > 0:
                 self.rotation.copy_(self.rotation_host, non_blocking=True)
                 self._finish(self._t_hat(k - 1), inverse, coefficient)
             if k < len(self.schedule):
                 self._predict(t_hat, noise_std)
-        if stream is not None:
-            torch.cuda.current_stream().wait_stream(stream)
+
+        on_side_stream(step) if side_stream else step()
 
     def _record(self):
         """One graph of [finish the previous step, predict the next] with its numbers from the

@@ -23,8 +23,10 @@ the things it calls are swapped while it runs:
 
 Measured: the host stops went from 7.2 to 5.7 per step (the rotations' upload from pageable
 memory and Boltz's own `torch.arange(...).to(device)` still block) and the GPU's idle time
-by 4–7 %: about 2 % of the sampling time. The rest of the idle time is the loop's eager
-part; recording the whole step as one CUDA graph is the lever (bench/RESULTS.md).
+by 4–7 %: about 2 % of the sampling time (bench/RESULTS.md). On one GPU each whole step is
+now one CUDA graph instead (graphed_sampling.py, which shares this alignment's halves);
+Boltz's loop with these swaps still samples on grids of several GPUs, steered folds, and
+folds with FOLDCP_GRAPHED_SAMPLING=0.
 
     with host_sync_free_sampling(structure_module):
         structure_module.sample(...)
@@ -62,8 +64,13 @@ def weighted_rigid_align(true_coords: torch.Tensor, pred_coords: torch.Tensor,
                                                                  weights, mask)
     rotation = host_rotation(for_host.cpu(), true_centered.shape[-2])  # one transfer
     rotation = rotation.to(for_host.device, non_blocking=True)
-    aligned = torch.einsum("...ni,...ji->...nj", true_centered, rotation) + pred_centroid
-    return aligned.detach_()
+    return rotated(true_centered, rotation, pred_centroid).detach_()
+
+
+def rotated(true_centered, rotation, pred_centroid):
+    """Boltz's weighted_rigid_align after its SVD: centred coordinates [..., N, 3] rotated by
+    rotation [..., 3, 3] and moved onto the predicted centroid [..., 1, 3]."""
+    return torch.einsum("...ni,...ji->...nj", true_centered, rotation) + pred_centroid
 
 
 def centered_covariance(true_coords, pred_coords, weights, mask):
