@@ -33,3 +33,10 @@ class ExportError(FoldcpError):
 class OutputError(FoldcpError):
     """An output could not be written (disk full, read-only or unwritable folder); nothing
     partial is left under the output's name."""
+
+
+def summary(error: BaseException) -> str:
+    """An exception in one line for a warning about a fallback: its message's first line (at
+    most 200 characters), or its type's name where the message is empty."""
+    lines = str(error).splitlines()
+    return lines[0][:200] if lines else type(error).__name__

@@ -56,6 +56,7 @@ from boltz.model.modules.utils import compute_random_augmentation
 
 from foldcp.distributed.graphed import on_side_stream
 from foldcp.distributed.host_sync_free import centered_covariance, host_rotation, rotated
+from foldcp.errors import summary
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class _Loop:
                 self._predict(t_hat, noise_std)
         except Exception as error:  # noqa: BLE001 - a host sync inside, out of memory, a kernel …
             log.warning("denoising step not recordable as one CUDA graph, running eagerly: %s",
-                        str(error).splitlines()[0][:200])
+                        summary(error))
             torch.cuda.synchronize()
             return None
         stream.synchronize()

@@ -26,6 +26,8 @@ import os
 
 import torch
 
+from foldcp.errors import summary
+
 log = logging.getLogger(__name__)
 
 
@@ -62,7 +64,7 @@ class _Fused:
             except Exception as error:  # noqa: BLE001 — no compiler, unsupported op: eager
                 self.failed = True
                 log.warning("%s runs eagerly: torch.compile failed (%s)", self.fn.__name__,
-                            str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+                            summary(error))
         return self.fn(*args)
 
 

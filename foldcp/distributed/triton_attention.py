@@ -30,6 +30,8 @@ import logging
 
 import torch
 
+from foldcp.errors import summary
+
 try:
     import triton
     import triton.language as tl
@@ -93,7 +95,7 @@ def failed(error: BaseException) -> None:
     global _failed
     if not _failed:
         log.warning("Triton attention kernel unavailable on this GPU (%s): PyTorch attention "
-                    "instead", str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+                    "instead", summary(error))
     _failed = True
 
 

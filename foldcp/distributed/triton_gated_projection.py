@@ -37,6 +37,7 @@ import os
 import torch
 
 from foldcp.distributed import triton_attention
+from foldcp.errors import summary
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def gated_projection_or_none(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tens
         return gated_projection(x, w_p, w_g, keep, gate, channel_last)
     except triton_attention.LAUNCH_ERRORS as error:
         log.warning("Triton gated-projection kernel unavailable on this GPU (%s): GEMMs instead",
-                    str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+                    summary(error))
         _failed = True
         return None
 
