@@ -206,8 +206,7 @@ class _Loop:
     def run(self, graphs: bool) -> None:
         steps = len(self.schedule)
         graph = None
-        last_run.clear()
-        last_run.update(replayed=0, eager=0)
+        last_run.update(replayed=0, eager=0)  # (sample() cleared it)
         for k in range(steps + 1):
             t_hat, noise_std, inverse, coefficient = self._numbers(k)
             if graphs and graph is None and 0 < k < steps:
@@ -236,7 +235,10 @@ class _Loop:
             if k < len(self.schedule):
                 self._predict(t_hat, noise_std)
 
-        on_side_stream(step) if side_stream else step()
+        if side_stream:
+            on_side_stream(step)
+        else:
+            step()
 
     def _record(self):
         """One graph of [finish the previous step, predict the next] with its numbers from the
