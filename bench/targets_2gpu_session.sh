@@ -4,28 +4,34 @@
 #   PART=a  3,605 tokens × 5 samples, full default, on 1×2 with TF32 sampling (target ≤ 150 s)
 #   PART=b  screening throughput, both sides in one call: stock `boltz predict` (GPU 0) ‖
 #           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1)
-#   PART=c  capacity: 8,500 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
+#   PART=c  capacity: 8,605 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #           probe of cp_model.py), then on H200 hosts the largest one-GPU size in .payload/cp
 #           (CAPACITY_1GPU, default 8000) uncapped
 #   PART=d  CP scaling: 2,500 tokens, full default with TF32 sampling, warm (--warmup), foldcp on
 #           1×1 (GPU 0) then on 1×2 (both GPUs) — target: 1×2 ≤ 0.6× the 1×1 time
 # Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
 #   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
-#   c: .payload/whl .payload/cp (features_8500.pt: bench/join_inputs.py) .git-commit;
+#   c: .payload/whl .payload/cp (features_8605.pt = bench/join_inputs.py of 3605 + 2500 + 2500;
+#      CAPACITY_2GPU=N for another size) .git-commit;
 #   d: .payload/whl .payload/cp (features_2500.pt) .git-commit
 #   PART=a bash bench/targets_2gpu_session.sh $OUT
+# PART may list several ("d a"): they run in that order within one call, each run's limit cut
+# to what is left of BUDGET_S (default 565 s, under the device's 10-minute call).
 set -u
 out=${1:-bench/out}; mkdir -p "$out"; t0=$(date +%s)
+budget=${BUDGET_S:-565}
+left() { local own=$1 rest=$(( budget - ($(date +%s) - t0) )); echo $(( own < rest ? own : rest )); }
 export PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING=false
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-echo "commit $(cat .git-commit 2>/dev/null || echo unknown) part ${PART:?set PART=a, b, c or d}"; nvidia-smi -L
+echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c or d (or a list)}"; nvidia-smi -L
 site=/tmp/foldcp-site
 wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
 source bench/cp_run.sh
 run() { cp_run "$1" "$2" "$3" "$4" --no-serial "${@:5}"; }  # GPUS PORT LIMIT_S NAME ARGS...
-case $PART in
-  a) wheels; run 0,1 29701 560 speed_foldcp --tokens 3605 --samples 5 --recycling 3 --steps 200 \
+for part in $PART; do echo "== part $part after $(( $(date +%s) - t0 )) s"
+case $part in
+  a) wheels; run 0,1 29701 $(left 560) speed_foldcp --tokens 3605 --samples 5 --recycling 3 --steps 200 \
        --sampling-precision tf32 --warmup ;;
   b) site=/tmp/tp-site; w=/tmp/tp; tp="python3 bench/throughput.py"
      mkdir -p $site && tar -xJf .payload/tp-site.tar.xz -C $site &&
@@ -34,7 +40,7 @@ case $PART in
      export PYTHONPATH=$PWD:$site
      $tp make --out $w/in --count 16 --min-tokens 300 --max-tokens 1500 --seed 0 || exit
      $tp checkpoint --out $w/full.ckpt --size full --cache $w/cache || exit
-     left=$(( 565 - ($(date +%s) - t0) )); echo "setup $(( $(date +%s) - t0 )) s, limit $left s"
+     left=$(left 565); echo "setup $(( $(date +%s) - t0 )) s, limit $left s"
      common="--inputs $w/in --checkpoint $w/full.ckpt --cache $w/cache --time-limit $left"
      CUDA_VISIBLE_DEVICES=0 $tp stock $common --work $w/stock --out $out/stock.jsonl > $out/stock.txt 2>&1 &
      CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --work $w/foldcp --out $out/foldcp.jsonl \
@@ -43,15 +49,16 @@ case $PART in
      cp $w/foldcp/predictions/batches/*.parquet $out/ 2>/dev/null  # per-complex runtime_s
      tail -n 3 $out/stock.txt $out/foldcp.txt; $tp table --out $out/throughput.jsonl ;;
   c) wheels
-     CHECK_FINITE=1 run 0,1 29701 330 capacity --tokens 8500 --pairformer-blocks 2 --recycling 0 \
+     CHECK_FINITE=1 run 0,1 29701 $(left 330) capacity --tokens ${CAPACITY_2GPU:-8605} --pairformer-blocks 2 --recycling 0 \
        --steps 2 --gpu-memory-gib 79.18
      n=${CAPACITY_1GPU:-8000}
-     [ -e .payload/cp/features_$n.pt ] && CHECK_FINITE=1 run 0 29702 $(( 560 - ($(date +%s) - t0) )) \
+     [ -e .payload/cp/features_$n.pt ] && CHECK_FINITE=1 run 0 29702 $(left 560) \
        capacity --tokens $n --pairformer-blocks 2 --recycling 0 --steps 2 ;;
   d) wheels
      for gpus in 0 0,1; do
-       run $gpus 29703 $(( 560 - ($(date +%s) - t0) )) scaling --tokens 2500 --recycling 3 --steps 200 \
+       run $gpus 29703 $(left 560) scaling --tokens 2500 --recycling 3 --steps 200 \
          --sampling-precision tf32 --warmup
      done ;;
-  *) echo "PART must be a, b, c or d" >&2; exit 2 ;;
+  *) echo "PART must list a, b, c or d" >&2; exit 2 ;;
 esac
+done
