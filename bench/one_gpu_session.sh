@@ -7,8 +7,8 @@
 #             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
 #             then this tree's as it runs, profiled (sub-layers and top kernels), then with
 #             FOLDCP_GATED_KERNEL=0 (triton_gated_projection.py off), profiled, and (only when
-#             LAYER_RUNS names it: small) with FOLDCP_SMALL_CHUNK_MIB=${SMALL_CHUNK_MIB:-1024}
-#             (fewer, larger chunks for small blocks), profiled; LAYER_RUNS picks among these
+#             LAYER_RUNS names it: chunks) with FOLDCP_SMALL_CHUNK_MIB=${SMALL_CHUNK_MIB:-0}
+#             (another small-chunk budget; 0 = every block row-chunked as before), profiled; LAYER_RUNS picks among these
 #             (default: old eager current ungated); LAYER_ARGS adds
 #             pairformer_layer.py options to each (e.g. --cuda-graph)
 #   attention the triangle-attention kernels at ATTENTION_TOKENS (2,048 3,072): .payload/old's
@@ -68,9 +68,9 @@ for part in $PARTS; do
              current) layer "$PWD" "$commit" --profile --top 40 ;;
              # without the gated-projection kernel (triangle multiplication, pair transition)
              ungated) FOLDCP_GATED_KERNEL=0 layer "$PWD" "$commit-no-gated-kernel" --profile --top 40 ;;
-             # small blocks in fewer, larger chunks (layout.chunk_rows; opt-in until measured)
-             small) FOLDCP_SMALL_CHUNK_MIB=${SMALL_CHUNK_MIB:-1024} layer "$PWD" \
-                      "$commit-small-chunks-${SMALL_CHUNK_MIB:-1024}" --profile --top 40 ;;
+             # another small-chunk budget than layout.SMALL_CHUNK_MIB's (0: off)
+             chunks) FOLDCP_SMALL_CHUNK_MIB=${SMALL_CHUNK_MIB:-0} layer "$PWD" \
+                       "$commit-small-chunks-${SMALL_CHUNK_MIB:-0}" --profile --top 40 ;;
            esac; done ;;
     attention) for code in old new; do
                  [ $code = old ] && { [ -d .payload/old/foldcp ] || continue; first="$PWD/.payload/old:"; } || first=""

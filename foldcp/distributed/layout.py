@@ -71,21 +71,25 @@ def rowwise(fn, x: torch.Tensor, expansion: int) -> torch.Tensor:
                          _expansion_chunk(x.shape[1], expansion))
 
 
+SMALL_CHUNK_MIB = 1024  # a chunk's transients may take this many MiB (chunk_rows)
+
+
 def _expansion_chunk(rows: int, expansion: int) -> int:
     return max(1, rows // max(1, expansion))
 
 
 def chunk_rows(rows: int, chunk: int, bytes_per_row: int) -> int:
     """Rows per chunk for a Pairformer sub-layer done chunk by chunk of its block: `chunk`, the
-    sub-layer's own fraction of the block that bounds its transients — or, with
-    FOLDCP_SMALL_CHUNK_MIB set (opt-in, unmeasured), as many more rows (up to all) as keep a
-    chunk's transients, about bytes_per_row each (the caller's estimate of its main
-    tensors, a soft budget), under that many MiB. Small blocks then run as
-    fewer, larger launches: at 1,000 tokens one layer makes ~450 kernels whose host side
-    (~29 ms) outlasts their GPU time (19 ms; bench/RESULTS.md, twelfth session). Large blocks
-    keep `chunk`. Chunking is exact either way: only the number of launches changes."""
+    sub-layer's own fraction of the block that bounds its transients, or more rows (up to all)
+    while a chunk's transients, about bytes_per_row each (the caller's estimate of its main
+    tensors, a soft budget), stay under SMALL_CHUNK_MIB (FOLDCP_SMALL_CHUNK_MIB=M sets M, 0
+    turns it off). Small blocks then run as fewer, larger launches: at 1,000 tokens a layer's
+    kernels fell 382 → 177 and its host time 12.8 → 6.4 ms, for 0.7 GiB more at the fold's
+    peak (bench/RESULTS.md, thirteenth session). Large blocks keep `chunk`, so capacity is
+    unchanged. Chunking is exact either way: only the number of launches changes."""
     chunk = max(1, chunk)
-    budget_mib = float(os.environ.get("FOLDCP_SMALL_CHUNK_MIB") or 0)
+    setting = os.environ.get("FOLDCP_SMALL_CHUNK_MIB")
+    budget_mib = SMALL_CHUNK_MIB if setting in (None, "") else float(setting)
     if budget_mib > 0 and bytes_per_row > 0:
         chunk = max(chunk, min(rows, int(budget_mib * 2**20) // bytes_per_row))
     return chunk

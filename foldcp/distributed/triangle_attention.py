@@ -131,7 +131,7 @@ class DistTriangleAttention(nn.Module):
 
     def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool, itemsize: int) -> int:
         """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block (more for
-        small blocks where FOLDCP_SMALL_CHUNK_MIB allows, layout.chunk_rows); the streamed
+        small blocks, within the small-chunk budget: layout.chunk_rows); the streamed
         path holds [chunk, H, |C_q|, |key block|] scores, kept within x's own size."""
         if self.row_chunk:
             return self.row_chunk

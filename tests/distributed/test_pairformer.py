@@ -208,14 +208,18 @@ def test_fused_path_with_aligned_key_blocks(fused_path_on_cpu, rows, cols):
 
 
 def test_chunk_rows_grows_only_for_small_blocks(monkeypatch):
-    """FOLDCP_SMALL_CHUNK_MIB: more rows per chunk, up to the whole block, while a chunk's
-    transients fit the budget; unset, the sub-layer's own chunk."""
-    from foldcp.distributed.layout import chunk_rows
+    """More rows per chunk, up to the whole block, while a chunk's transients fit the budget:
+    layout.SMALL_CHUNK_MIB by default, FOLDCP_SMALL_CHUNK_MIB=M another, 0 the sub-layer's
+    own chunk."""
+    from foldcp.distributed.layout import SMALL_CHUNK_MIB, chunk_rows
 
     monkeypatch.delenv("FOLDCP_SMALL_CHUNK_MIB", raising=False)
-    assert chunk_rows(1008, 126, 2**20) == 126
+    assert SMALL_CHUNK_MIB == 1024
+    assert chunk_rows(1008, 126, 2**20) == 1008  # 1 MiB a row: the whole block fits 1 GiB
+    assert chunk_rows(4000, 500, 2**20) == 1024
+    assert chunk_rows(6016, 752, 5 * 6016 * 128 * 2) == 752  # 6,000 tokens keep their own chunk
     monkeypatch.setenv("FOLDCP_SMALL_CHUNK_MIB", "512")
-    assert chunk_rows(1008, 126, 2**20) == 512  # 1 MiB a row: 512 rows fit
+    assert chunk_rows(1008, 126, 2**20) == 512  # 512 rows fit
     assert chunk_rows(300, 38, 2**20) == 300  # the whole block fits
     assert chunk_rows(2512, 314, 3 * 2**20) == 314  # large blocks keep their own chunk
     monkeypatch.setenv("FOLDCP_SMALL_CHUNK_MIB", "0")
@@ -224,7 +228,7 @@ def test_chunk_rows_grows_only_for_small_blocks(monkeypatch):
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_small_blocks_in_one_chunk(monkeypatch, tmp_path, fused):
-    """With FOLDCP_SMALL_CHUNK_MIB every sub-layer of a small block runs as one chunk (the
+    """With the small-chunk budget every sub-layer of a small block runs as one chunk (the
     fused attention path too): still serial Boltz's result. On one GPU only: a whole-block
     chunk is what the grid tests' guard against N²·C-sized tensors would (rightly) flag — the
     budget is for blocks whose whole-block transients are small, in MiB."""
