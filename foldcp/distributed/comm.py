@@ -173,6 +173,30 @@ def gather_pair(block: torch.Tensor, grid: Grid, n_padded: int, dst: int = 0) ->
     return full
 
 
+def all_gather_pair(block: torch.Tensor, grid: Grid, n_padded: int,
+                    channels_per_round: int = 32) -> torch.Tensor:
+    """The whole padded pair tensor [B, N', N', C] on every rank, from the blocks [B, |R_p|,
+    |C_q|, C] (sampling with the pair representation replicated: replicated_sampling.py).
+    Gathered `channels_per_round` channels at a time, so what it holds beside the result is
+    that share of it."""
+    if grid.size == 1:
+        return block
+    channels = block.shape[-1]
+    full = block.new_empty((block.shape[0], n_padded, n_padded, channels))
+    for c0 in range(0, channels, channels_per_round):
+        c1 = min(channels, c0 + channels_per_round)
+        piece = block[..., c0:c1].contiguous()
+        parts = [torch.empty_like(piece) for _ in range(grid.size)]
+        dist.all_gather(parts, piece)
+        for rank, part in enumerate(parts):
+            p, q = divmod(rank, grid.cols)
+            a, b = grid.row_range(n_padded, p)
+            c, d = grid.col_range(n_padded, q)
+            full[:, a:b, c:d, c0:c1] = part
+        del parts
+    return full
+
+
 def scatter_pair(full: torch.Tensor | None, grid: Grid, n_padded: int, like: torch.Tensor,
                  src: int = 0) -> torch.Tensor:
     """Inverse of gather_pair: rank `src` holds the whole tensor, every rank gets its block.

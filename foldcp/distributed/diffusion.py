@@ -13,6 +13,10 @@ run's. The two places where pair tensors enter are replaced:
   keeps the conditioned pair block and each layer's projection, and the distributed token
   transformer projects one layer's heads from the block when that layer runs; attention
   combines partial softmaxes over the grid row exactly (DistAttentionPairBias).
+
+Where the whole pair tensor fits each GPU, sample_structure does neither: every rank gathers
+z and samples as a grid of one, denoising its share of the samples (replicated_sampling.py);
+the tiled sampler above is for complexes too large for that.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from boltz.model.modules.encodersv2 import get_indexing_matrix, single_to_keys
 from foldcp.distributed.atom_transformer import DistAtomTransformer
 from foldcp.distributed.attention_pair_bias import DistAttentionPairBias
 from foldcp.distributed.comm import all_reduce, grid_group
-from foldcp.distributed import graphed_sampling
+from foldcp.distributed import graphed_sampling, replicated_sampling
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.host_sync_free import host_sync_free_sampling
@@ -251,7 +255,24 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
                      num_sampling_steps: int, diffusion_samples: int,
                      max_parallel_samples: int | None = None, cuda_graphs: bool = True) -> dict:
     """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded).
-    cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results)."""
+    cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results).
+    On a grid where the whole pair tensor fits each GPU, every rank samples with it whole
+    and denoises its share of the samples (replicated_sampling.py); otherwise z stays tiled."""
+    steering_args = effective_steering(model.steering_args, feats)
+
+    def sampler(z, sampling_layout: Layout, samples_computed=None) -> dict:
+        return _sample_structure(model, s_trunk, s_inputs, z, feats, sampling_layout,
+                                 num_sampling_steps, diffusion_samples, max_parallel_samples,
+                                 cuda_graphs, steering_args, samples_computed)
+
+    if replicated_sampling.wanted(model, z_block, layout, steering_args):
+        return replicated_sampling.sample(sampler, z_block, layout, diffusion_samples)
+    return sampler(z_block, layout)
+
+
+def _sample_structure(model, s_trunk, s_inputs, z_block, feats, layout: Layout,
+                      num_sampling_steps, diffusion_samples, max_parallel_samples, cuda_graphs,
+                      steering_args, samples_computed) -> dict:
     conditioning = DistDiffusionConditioning(model.diffusion_conditioning, model.rel_pos)(
         s_trunk, z_block, feats, layout)
     arguments = dict(
@@ -263,18 +284,20 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
         multiplicity=diffusion_samples,
         max_parallel_samples=max_parallel_samples,
         # contact guidance with no constraints adds zeros at every step: left out (steering.py)
-        steering_args=effective_steering(model.steering_args, feats),
+        steering_args=steering_args,
         diffusion_conditioning=conditioning,
     )
     structure = model.structure_module
     one_gpu = cuda_graphs and layout.grid.size == 1 and s_trunk.is_cuda
     # each whole step one CUDA graph (graphed_sampling.py); steered sampling, which that loop
-    # hands to Boltz's, keeps the graphed network and host-sync-free alignment below
-    if graphed_sampling.wanted(one_gpu) and graphed_sampling.applies(
-            structure, arguments["steering_args"]):
+    # hands to Boltz's, keeps the graphed network and host-sync-free alignment below; a share
+    # of the samples (replicated sampling) is only possible in that loop
+    if (samples_computed is not None or graphed_sampling.wanted(one_gpu)) and \
+            graphed_sampling.applies(structure, steering_args):
         with distributed_score_model(model, layout, cuda_graphs=False), \
                 torch.autocast("cuda", enabled=False), active_arithmetic(structure, s_trunk):
-            return graphed_sampling.sample(structure, graphs=one_gpu, **arguments)
+            return graphed_sampling.sample(structure, graphs=one_gpu,
+                                           samples_computed=samples_computed, **arguments)
     with distributed_score_model(model, layout, cuda_graphs), torch.autocast("cuda", enabled=False), \
             host_sync_free_sampling(structure):
         return structure.sample(**arguments)

@@ -90,15 +90,21 @@ def steering_active(steering_args: dict | None) -> bool:
 def sample(diffusion, atom_mask: torch.Tensor, num_sampling_steps: int | None = None,
            multiplicity: int = 1, max_parallel_samples: int | None = None,
            steering_args: dict | None = None, graphs: bool = True,
-           **network_condition_kwargs) -> dict:
+           samples_computed: tuple[int, int] | None = None, **network_condition_kwargs) -> dict:
     """diffusion.sample(...) (Boltz's AtomDiffusion) with its steps as CUDA graphs where
-    `graphs` and possible (module docstring). Returns Boltz's dict."""
+    `graphs` and possible (module docstring). Returns Boltz's dict.
+
+    samples_computed: [first, last) — denoise only these samples (a rank's share,
+    replicated_sampling.py); every sample's random draws are still made, so these follow
+    their serial trajectories, and the other samples' coordinates are placeholders."""
     last_run.clear()
     if not applies(diffusion, steering_args):
+        if samples_computed is not None:
+            raise ValueError("a share of the samples needs foldcp's loop (no steering)")
         return diffusion.sample(atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
                                 steering_args, **network_condition_kwargs)
     loop = _Loop(diffusion, atom_mask, num_sampling_steps, multiplicity, max_parallel_samples,
-                 network_condition_kwargs)
+                 network_condition_kwargs, samples_computed)
     loop.run(graphs and atom_mask.is_cuda)
     return dict(sample_atom_coords=loop.coords, diff_token_repr=None)
 
@@ -107,7 +113,7 @@ class _Loop:
     """The loop's state in fixed tensors (a recorded graph reads and writes these)."""
 
     def __init__(self, diffusion, atom_mask, num_sampling_steps, multiplicity,
-                 max_parallel_samples, network_condition_kwargs):
+                 max_parallel_samples, network_condition_kwargs, samples_computed=None):
         self.diffusion = diffusion
         self.kwargs = network_condition_kwargs
         self.multiplicity = multiplicity
@@ -123,6 +129,10 @@ class _Loop:
         max_parallel_samples = max_parallel_samples or multiplicity
         self.chunks = [(int(c[0]), int(c[-1]) + 1) for c in
                        torch.arange(multiplicity).chunk(multiplicity % max_parallel_samples + 1)]
+        if samples_computed is not None:  # each chunk cut to the samples this loop denoises
+            own_first, own_last = samples_computed
+            self.chunks = [(max(first, own_first), min(last, own_last)) for first, last in self.chunks
+                           if max(first, own_first) < min(last, own_last)]
         self.coords = sigmas[0].to(device) * torch.randn(self.shape, device=device)
         self.noisy = torch.zeros_like(self.coords)
         self.denoised = torch.zeros_like(self.coords)

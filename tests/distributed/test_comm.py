@@ -42,6 +42,9 @@ def _transpose_and_gather(grid, n):
     gathered = comm.gather_pair(block, grid, n_padded)
     if grid.rank == 0:
         assert torch.equal(gathered[:, :n, :n], full)
+    everywhere = comm.all_gather_pair(block, grid, n_padded, channels_per_round=2)  # 2 rounds
+    assert torch.equal(everywhere[:, :n, :n], full)
+    assert torch.equal(pair_block(everywhere, grid, n_padded), block)
     scattered = comm.scatter_pair(
         torch.nn.functional.pad(full, (0, 0, 0, n_padded - n, 0, n_padded - n)) if grid.rank == 0 else None,
         grid, n_padded, like=block)

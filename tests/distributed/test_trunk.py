@@ -245,18 +245,69 @@ def _structure_in_precision(grid, model, feats, steps, samples, precision):
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
-def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
+def test_structure_sampling_matches_serial(model_and_feats, monkeypatch, rows, cols):
+    """The tiled sampler: the token transformer's pair bias stays in blocks, attention
+    combined over the grid (FOLDCP_REPLICATED_SAMPLING=0)."""
+    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "0")  # the forked ranks inherit it
     model, feats = model_and_feats
     relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
+
+
+def _structure_replicated(grid, model, feats, steps, samples):
+    """_structure, noting the share of samples this rank's loop denoised."""
+    from foldcp.distributed import graphed_sampling
+    loops = []
+    original = graphed_sampling._Loop
+
+    class Noted(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loops.append(self.chunks)
+
+    graphed_sampling._Loop = Noted
+    try:
+        relative = _structure(grid, model, feats, steps, samples)
+    finally:
+        graphed_sampling._Loop = original
+    return relative, loops
+
+
+@pytest.mark.parametrize("rows, cols, samples", [(1, 2, 3), (2, 3, 4)])
+def test_replicated_sampling_matches_serial(model_and_feats, rows, cols, samples):
+    """The default where the pair tensor fits (always off GPUs): every rank gathers z,
+    samples as a grid of one and denoises its own share of the samples; the shares'
+    coordinates, broadcast, equal serial Boltz's for every sample — also on ranks that
+    denoised none (2×3 with 4 samples)."""
+    from foldcp.distributed.replicated_sampling import shares
+    model, feats = model_and_feats
+    results = run_on_grid(rows, cols, _structure_replicated, model, feats, 3, samples)
+    assert max(relative for relative, _ in results) <= 3e-6
+    expected = shares(samples, rows * cols)
+    for rank, (_, loops) in enumerate(results):
+        first, last = expected[rank]
+        assert loops == [[(first, last)] if first < last else []], (rank, loops)
+
+
+def test_sample_shares():
+    from foldcp.distributed.replicated_sampling import shares
+    assert shares(5, 2) == [(0, 2), (2, 5)]
+    assert shares(1, 2) == [(0, 0), (0, 1)]
+    assert shares(4, 6) == [(0, 0), (0, 1), (1, 2), (2, 2), (2, 3), (3, 4)]
+    for samples, ranks in [(5, 2), (1, 4), (7, 3), (8, 8)]:
+        got = shares(samples, ranks)
+        assert got[0][0] == 0 and got[-1][1] == samples
+        assert all(a[1] == b[0] for a, b in zip(got, got[1:]))
+        assert max(l - f for f, l in got) - min(l - f for f, l in got) <= 1
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
 def test_structure_sampling_through_the_graphed_loop_matches_serial(model_and_feats, monkeypatch,
                                                                     rows, cols):
     """FOLDCP_GRAPHED_SAMPLING=1: foldcp's own loop (graphed_sampling.py; its step functions
-    eagerly off CUDA) on 1×2 and 2×3 grids, against serial Boltz's loop."""
+    eagerly off CUDA) on 1×2 and 2×3 grids with z tiled, against serial Boltz's loop."""
     monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", "1")  # the forked ranks inherit it
+    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "0")
     model, feats = model_and_feats
     relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
@@ -287,6 +338,7 @@ def test_structure_sampling_without_cached_pair_biases(model_and_feats, monkeypa
     are projected from the pair block at every step instead: same result."""
     from foldcp.distributed.diffusion import ShardedPairBias
     monkeypatch.setattr(ShardedPairBias, "_fits_in_memory", lambda self: False)
+    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "0")  # the biases stay tiled
     model, feats = model_and_feats
     relative = run_on_grid(1, 2, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
