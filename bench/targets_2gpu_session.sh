@@ -9,11 +9,13 @@
 #           (CAPACITY_1GPU, default 8000) uncapped
 #   PART=d  CP scaling: 2,500 tokens, full default with TF32 sampling, warm (--warmup), foldcp on
 #           1×1 (GPU 0) then on 1×2 (both GPUs) — target: 1×2 ≤ 0.6× the 1×1 time
+#   PART=e  replicated sampling (FOLDCP_REPLICATED_SAMPLING=1, replicated_sampling.py): d's 1×2
+#           run, then a's, each to compare with the same run sampling tiled (parts d and a)
 # Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
 #   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
 #   c: .payload/whl .payload/cp (features_8605.pt = bench/join_inputs.py of 3605 + 2500 + 2500;
 #      CAPACITY_2GPU=N for another size) .git-commit;
-#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit
+#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit; e: as a and d
 #   PART=a bash bench/targets_2gpu_session.sh $OUT
 # PART may list several ("d a"): they run in that order within one call, each run's limit cut
 # to what is left of BUDGET_S (default 565 s, under the device's 10-minute call).
@@ -23,7 +25,7 @@ budget=${BUDGET_S:-565}
 left() { local own=$1 rest=$(( budget - ($(date +%s) - t0) )); echo $(( own < rest ? own : rest )); }
 export PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING=false
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c or d (or a list)}"; nvidia-smi -L
+echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c, d or e (or a list)}"; nvidia-smi -L
 site=/tmp/foldcp-site
 wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
@@ -59,6 +61,11 @@ case $part in
        run $gpus 29703 $(left 560) scaling --tokens 2500 --recycling 3 --steps 200 \
          --sampling-precision tf32 --warmup
      done ;;
-  *) echo "PART must list a, b, c or d" >&2; exit 2 ;;
+  e) wheels
+     FOLDCP_REPLICATED_SAMPLING=1 run 0,1 29704 $(left 200) scaling_replicated --tokens 2500 \
+       --recycling 3 --steps 200 --sampling-precision tf32 --warmup
+     FOLDCP_REPLICATED_SAMPLING=1 run 0,1 29705 $(left 330) speed_foldcp_replicated --tokens 3605 \
+       --samples 5 --recycling 3 --steps 200 --sampling-precision tf32 --warmup ;;
+  *) echo "PART must list a, b, c, d or e" >&2; exit 2 ;;
 esac
 done

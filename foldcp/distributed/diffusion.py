@@ -14,9 +14,9 @@ run's. The two places where pair tensors enter are replaced:
   transformer projects one layer's heads from the block when that layer runs; attention
   combines partial softmaxes over the grid row exactly (DistAttentionPairBias).
 
-Where the whole pair tensor fits each GPU, sample_structure does neither: every rank gathers
-z and samples as a grid of one, denoising its share of the samples (replicated_sampling.py);
-the tiled sampler above is for complexes too large for that.
+With FOLDCP_REPLICATED_SAMPLING=1 (opt-in until measured), where the whole pair tensor fits
+each GPU, sample_structure does neither: every rank gathers z and samples as a grid of one,
+denoising its share of the samples (replicated_sampling.py).
 """
 
 from __future__ import annotations
@@ -256,8 +256,9 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
                      max_parallel_samples: int | None = None, cuda_graphs: bool = True) -> dict:
     """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded).
     cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results).
-    On a grid where the whole pair tensor fits each GPU, every rank samples with it whole
-    and denoises its share of the samples (replicated_sampling.py); otherwise z stays tiled."""
+    With replicated sampling on (opt-in) and the whole pair tensor fitting each GPU, every
+    rank samples with it whole and denoises its share of the samples
+    (replicated_sampling.py); otherwise z stays tiled."""
     steering_args = effective_steering(model.steering_args, feats)
 
     def sampler(z, sampling_layout: Layout, samples_computed=None) -> dict:

@@ -15,13 +15,17 @@ coordinates are broadcast from the rank that made them, so every rank returns al
 the tiled sampler does.
 
 Placement: z_block [B, |R_p|, |C_q|, C] in; z [B, N', N', C] on every rank while sampling
-(plus its conditioned copy and the per-layer biases, about N'²·(2·C + heads) floats: `fits`
-asks for them in half of what the GPU can still allocate); coordinates [samples, atoms, 3]
+(plus its conditioned copy and the per-layer biases, N'²·(8·C + 2·heads) bytes in a bf16 fold:
+`fits` asks for them in half of what the GPU can still allocate); coordinates [samples, atoms, 3]
 replicated out. Larger complexes (8,605 tokens on 80 GB cards) keep the tiled sampler.
 
-Steered sampling (FK steering resamples across samples; guidance) keeps the tiled sampler, as
-does FOLDCP_GRAPHED_SAMPLING=0 (Boltz's own loop). FOLDCP_REPLICATED_SAMPLING=0 turns this
-off, =1 replicates whether or not it fits.
+Opt-in until measured on GPUs: FOLDCP_REPLICATED_SAMPLING=1 replicates where it fits, =force
+whether or not it fits (tests). The thirteenth session's only GPU try ran out of device time
+before its fold ended, so nothing is known yet of its speed — nor whether recording the step
+graph beside live NCCL communicators works on every PyTorch (PyTorch ≥ 2.7 keeps its NCCL
+watchdog's event queries out of other threads' captures; graphed_sampling falls back to eager
+steps where recording fails). Steered sampling (FK steering resamples across samples;
+guidance) keeps the tiled sampler, as does FOLDCP_GRAPHED_SAMPLING=0 (Boltz's own loop).
 """
 
 from __future__ import annotations
@@ -44,23 +48,32 @@ MEMORY_SHARE = 0.5  # the replicated pair tensors may take at most this share of
 def wanted(model, z_block: torch.Tensor, layout: Layout, steering_args: dict | None) -> bool:
     """Sample this grid's fold replicated (module docstring)."""
     setting = os.environ.get("FOLDCP_REPLICATED_SAMPLING", "")
-    if layout.grid.size == 1 or setting == "0":
+    if layout.grid.size == 1 or setting not in ("1", "force"):
         return False
     if os.environ.get("FOLDCP_GRAPHED_SAMPLING", "") == "0":
         return False  # Boltz's own loop asked for: it cannot share samples out
     if not graphed_sampling.applies(model.structure_module, steering_args):
         return False
-    return setting == "1" or fits(model, z_block, layout)
+    return setting == "force" or fits(model, z_block, layout)
 
 
 def fits(model, z_block: torch.Tensor, layout: Layout) -> bool:
-    """z, its conditioned copy (float32) and the token transformer's per-layer biases for the
-    whole padded complex fit in MEMORY_SHARE of what this GPU can still allocate."""
+    """replicated_bytes fit in MEMORY_SHARE of what this GPU can still allocate (off GPUs:
+    always). The biases take the dtype they are projected in (ShardedPairBias): the
+    caller's autocast dtype (bf16 in folds), else z's."""
     if not z_block.is_cuda:
         return True
+    bias_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else z_block.dtype
+    needed = replicated_bytes(model, z_block, layout, torch.empty((), dtype=bias_dtype).element_size())
+    return needed <= MEMORY_SHARE * allocatable_bytes(z_block.device)
+
+
+def replicated_bytes(model, z_block: torch.Tensor, layout: Layout, bias_itemsize: int) -> int:
+    """What replicated sampling adds on each GPU: the whole z, its conditioned copy (float32)
+    and the token transformer's per-layer biases, over N'² pairs."""
     heads = sum(_out_features(p) for p in model.diffusion_conditioning.token_trans_proj_z)
-    per_pair = z_block.shape[-1] * (z_block.element_size() + 4) + heads * 4
-    return layout.n_padded**2 * per_pair <= MEMORY_SHARE * allocatable_bytes(z_block.device)
+    per_pair = z_block.shape[-1] * (z_block.element_size() + 4) + heads * bias_itemsize
+    return layout.n_padded**2 * per_pair
 
 
 def _out_features(projection) -> int:

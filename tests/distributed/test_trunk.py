@@ -245,10 +245,9 @@ def _structure_in_precision(grid, model, feats, steps, samples, precision):
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
-def test_structure_sampling_matches_serial(model_and_feats, monkeypatch, rows, cols):
-    """The tiled sampler: the token transformer's pair bias stays in blocks, attention
-    combined over the grid (FOLDCP_REPLICATED_SAMPLING=0)."""
-    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "0")  # the forked ranks inherit it
+def test_structure_sampling_matches_serial(model_and_feats, rows, cols):
+    """The tiled sampler (the default): the token transformer's pair bias stays in blocks,
+    attention combined over the grid."""
     model, feats = model_and_feats
     relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
@@ -274,12 +273,13 @@ def _structure_replicated(grid, model, feats, steps, samples):
 
 
 @pytest.mark.parametrize("rows, cols, samples", [(1, 2, 3), (2, 3, 4)])
-def test_replicated_sampling_matches_serial(model_and_feats, rows, cols, samples):
-    """The default where the pair tensor fits (always off GPUs): every rank gathers z,
-    samples as a grid of one and denoises its own share of the samples; the shares'
-    coordinates, broadcast, equal serial Boltz's for every sample — also on ranks that
-    denoised none (2×3 with 4 samples)."""
+def test_replicated_sampling_matches_serial(model_and_feats, monkeypatch, rows, cols, samples):
+    """FOLDCP_REPLICATED_SAMPLING=1 (the pair tensor always fits off GPUs): every rank
+    gathers z, samples as a grid of one and denoises its own share of the samples; the
+    shares' coordinates, broadcast, equal serial Boltz's for every sample — also on ranks
+    that denoised none (2×3 with 4 samples)."""
     from foldcp.distributed.replicated_sampling import shares
+    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "1")  # the forked ranks inherit it
     model, feats = model_and_feats
     results = run_on_grid(rows, cols, _structure_replicated, model, feats, 3, samples)
     assert max(relative for relative, _ in results) <= 3e-6
@@ -287,6 +287,40 @@ def test_replicated_sampling_matches_serial(model_and_feats, rows, cols, samples
     for rank, (_, loops) in enumerate(results):
         first, last = expected[rank]
         assert loops == [[(first, last)] if first < last else []], (rank, loops)
+
+
+def test_replicated_sampling_only_where_asked_and_fitting(monkeypatch):
+    """Opt-in (FOLDCP_REPLICATED_SAMPLING=1); never on a grid of one, for steered sampling or
+    with Boltz's own loop asked for; its memory estimate keeps 8,605 tokens (the released
+    sizes: z of 128 channels, 24 layers × 16 heads of biases) tiled on an 80 GB GPU while
+    3,605 tokens replicate."""
+    from types import SimpleNamespace
+    from foldcp.distributed import replicated_sampling as replicated
+    from foldcp.distributed.grid import Grid
+
+    model = SimpleNamespace(
+        structure_module=SimpleNamespace(training=False, alignment_reverse_diff=True),
+        diffusion_conditioning=SimpleNamespace(token_trans_proj_z=torch.nn.ModuleList(
+            torch.nn.Sequential(torch.nn.LayerNorm(128), torch.nn.Linear(128, 16, bias=False))
+            for _ in range(24))))
+    z_block = torch.zeros(1, 2, 2, 128)
+    pair = Layout.for_tokens(Grid(1, 2, 0), 50)
+    monkeypatch.delenv("FOLDCP_REPLICATED_SAMPLING", raising=False)
+    monkeypatch.delenv("FOLDCP_GRAPHED_SAMPLING", raising=False)
+    assert not replicated.wanted(model, z_block, pair, None)
+    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "1")
+    assert replicated.wanted(model, z_block, pair, None)
+    assert not replicated.wanted(model, z_block, Layout.for_tokens(Grid(1, 1), 50), None)
+    assert not replicated.wanted(model, z_block, pair, {"fk_steering": True})
+    monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", "0")
+    assert not replicated.wanted(model, z_block, pair, None)
+    monkeypatch.delenv("FOLDCP_GRAPHED_SAMPLING")
+    half_of_80_gb = replicated.MEMORY_SHARE * (79.18 - 20) * 2**30  # less the trunk's ~20 GiB
+    bf16 = 2  # the biases' itemsize in a fold (bf16 autocast)
+    small = replicated.replicated_bytes(model, z_block, Layout.for_tokens(Grid(1, 2, 0), 3605, 16), bf16)
+    large = replicated.replicated_bytes(model, z_block, Layout.for_tokens(Grid(1, 2, 0), 8605, 16), bf16)
+    assert small < half_of_80_gb < large
+    assert large == 8608**2 * (128 * (4 + 4) + 24 * 16 * bf16)
 
 
 def test_sample_shares():
@@ -307,7 +341,6 @@ def test_structure_sampling_through_the_graphed_loop_matches_serial(model_and_fe
     """FOLDCP_GRAPHED_SAMPLING=1: foldcp's own loop (graphed_sampling.py; its step functions
     eagerly off CUDA) on 1×2 and 2×3 grids with z tiled, against serial Boltz's loop."""
     monkeypatch.setenv("FOLDCP_GRAPHED_SAMPLING", "1")  # the forked ranks inherit it
-    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "0")
     model, feats = model_and_feats
     relative = run_on_grid(rows, cols, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
@@ -338,7 +371,6 @@ def test_structure_sampling_without_cached_pair_biases(model_and_feats, monkeypa
     are projected from the pair block at every step instead: same result."""
     from foldcp.distributed.diffusion import ShardedPairBias
     monkeypatch.setattr(ShardedPairBias, "_fits_in_memory", lambda self: False)
-    monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "0")  # the biases stay tiled
     model, feats = model_and_feats
     relative = run_on_grid(1, 2, _structure, model, feats, 3, 2)
     assert max(relative) <= 3e-6
