@@ -15,13 +15,17 @@ trunk's z_init, the MSA module's input and the trunk's z during confidence stay 
 only while it has room — so peaks measured far below capacity sit above this model by up to
 those caches, and peaks measured at capacity sit just under it.
 
-Defaults are calibrated on H100 80GB from foldcp's own peaks at capacity (bench/RESULTS.md,
-sixth session; `tests/unit/test_memory_calibration.py` checks them against the recorded
-rows): 6,000 tokens on one GPU 71.95 GiB and 12,000 tokens on 2×2 74.8 GiB per GPU (every
-stage at full size: the probes run 2 of the 64 Pairformer blocks, each of which has the same
-peak). Both at 36 M pairs per GPU; their difference is the replicated term (0.0264 GiB per
-(1000 tokens)² measured, 0.0298 computed), and with fixed_gib 2.0 (the weights, 1.9 GiB)
-the pair term is 1.91 → rounded up to 1.95.
+Defaults are calibrated from foldcp's capacity probes of the current code, each GPU capped at
+an H100 80GB's 79.18 GiB (bench/RESULTS.md, ninth and thirteenth sessions;
+`tests/unit/test_memory_calibration.py` checks them against the recorded rows): 6,000 tokens
+on one GPU peaked at 55.45 GiB and 8,605 tokens on 1×2 at 59.46 GiB per GPU (every stage at
+full size: the probes run 2 of the 64 Pairformer blocks, each of which has the same peak).
+With fixed_gib 2.0 (the weights, 1.9 GiB) and the replicated term as computed (0.03), the
+pair term that covers both is 1.50 (the earlier code needed 1.95: 72-75 GiB at 36 M pairs per
+GPU, sixth session). Planned capacities: about 7,000 tokens on one 80 GB GPU, 9,800 on two,
+13,500 on four; 9,300 on one 141 GB GPU — beyond the probes the model extrapolates (12,000 on
+2×2 is not yet measured with this code), and a complex that still runs out of memory is
+retried on the next grid (`plan.retry_out_of_memory`).
 
 The model is per token count, so it holds on any card; only the usable memory differs
 (`GPU_KINDS`). `boltz_pair_gib_per_ktoken2` is stock Boltz-2 on one GPU
@@ -64,7 +68,7 @@ def memory_budget_gib(plan_config: dict) -> float:
 class MemoryModel:
     fixed_gib: float = 2.0
     replicated_gib_per_ktoken2: float = 0.03
-    pair_gib_per_ktoken2: float = 1.95
+    pair_gib_per_ktoken2: float = 1.50
     boltz_pair_gib_per_ktoken2: float = 8.6
 
     def gib_per_gpu(self, tokens: int, gpus: int) -> float:
