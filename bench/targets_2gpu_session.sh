@@ -11,11 +11,14 @@
 #           1×1 (GPU 0) then on 1×2 (both GPUs) — target: 1×2 ≤ 0.6× the 1×1 time
 #   PART=e  replicated sampling (FOLDCP_REPLICATED_SAMPLING=1, replicated_sampling.py): d's 1×2
 #           run, then a's, each to compare with the same run sampling tiled (parts d and a)
+#   PART=f  where CP's Pairformer time goes: one PairformerLayer at 2,500 tokens on 1×2, then on
+#           1×1 (GPU 0), each profiled (sub-layers, top kernels with NCCL's) — CP scaling's
+#           Pairformer ran at 0.79× its one-GPU time, where 0.5× is the ideal
 # Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
 #   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
 #   c: .payload/whl .payload/cp (features_8605.pt = bench/join_inputs.py of 3605 + 2500 + 2500;
 #      CAPACITY_2GPU=N for another size) .git-commit;
-#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit; e: as a and d
+#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit; e: as a and d; f: .payload/whl
 #   PART=a bash bench/targets_2gpu_session.sh $OUT
 # PART may list several ("d a"): they run in that order within one call, each run's limit cut
 # to what is left of BUDGET_S (default 565 s, under the device's 10-minute call).
@@ -25,7 +28,7 @@ budget=${BUDGET_S:-565}
 left() { local own=$1 rest=$(( budget - ($(date +%s) - t0) )); echo $(( own < rest ? own : rest )); }
 export PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING=false
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c, d or e (or a list)}"; nvidia-smi -L
+echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c, d, e or f (or a list)}"; nvidia-smi -L
 site=/tmp/foldcp-site
 wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
@@ -66,6 +69,12 @@ case $part in
        --recycling 3 --steps 200 --sampling-precision tf32 --warmup
      FOLDCP_REPLICATED_SAMPLING=1 run 0,1 29705 $(left 330) speed_foldcp_replicated --tokens 3605 \
        --samples 5 --recycling 3 --steps 200 --sampling-precision tf32 --warmup ;;
-  *) echo "PART must list a, b, c, d or e" >&2; exit 2 ;;
+  f) wheels
+     layer="bench/pairformer_layer.py --tokens 2500 --token-multiple 16 --foldcp-only --profile --top 30 --label ${BENCH_COMMIT:-unknown}"
+     CUDA_VISIBLE_DEVICES=0,1 timeout -k 5 $(left 200) torchrun --master-port 29706 --nproc-per-node 2 \
+       $layer --out "$out/layer_1x2.jsonl" 2>&1 | grep -v "^W1\|^\s*$" | tail -n 50
+     CUDA_VISIBLE_DEVICES=0 timeout -k 5 $(left 200) python3 $layer --out "$out/layer_1x1.jsonl" 2>&1 \
+       | grep -v "^W1\|^\s*$" | tail -n 50 ;;
+  *) echo "PART must list a, b, c, d, e or f" >&2; exit 2 ;;
 esac
 done
