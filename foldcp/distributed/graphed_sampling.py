@@ -129,10 +129,16 @@ class _Loop:
         max_parallel_samples = max_parallel_samples or multiplicity
         self.chunks = [(int(c[0]), int(c[-1]) + 1) for c in
                        torch.arange(multiplicity).chunk(multiplicity % max_parallel_samples + 1)]
+        # samples not denoised here (another rank's share): placeholders, "denoised" = noisy,
+        # so their alignment is a well-posed identity rather than an SVD of zeros
+        self.placeholders: list[tuple[int, int]] = []
         if samples_computed is not None:  # each chunk cut to the samples this loop denoises
             own_first, own_last = samples_computed
             self.chunks = [(max(first, own_first), min(last, own_last)) for first, last in self.chunks
                            if max(first, own_first) < min(last, own_last)]
+            self.placeholders = [(first, last) for first, last in
+                                 ((0, min(own_first, multiplicity)), (max(own_last, own_first), multiplicity))
+                                 if first < last]
         self.coords = sigmas[0].to(device) * torch.randn(self.shape, device=device)
         self.noisy = torch.zeros_like(self.coords)
         self.denoised = torch.zeros_like(self.coords)
@@ -197,6 +203,8 @@ class _Loop:
                 self.denoised[first:last] = diffusion.preconditioned_network_forward(
                     self.noisy[first:last], sigma, network_condition_kwargs=dict(
                         multiplicity=last - first, **self.kwargs))
+            for first, last in self.placeholders:
+                self.denoised[first:last] = self.noisy[first:last]
         # Boltz's weighted_rigid_align(noisy, denoised, mask, mask), up to its SVD, outside
         # any autocast as Boltz runs it (the bf16 sampling mode's autocast covers the loop)
         with torch.autocast("cuda", enabled=False):

@@ -10,7 +10,8 @@ trunk's z once (comm.all_gather_pair) and samples as a grid of one — the one-G
 whole denoising step a CUDA graph (graphed_sampling.py) — but the network runs only for this
 rank's contiguous share of the samples (`shares`). Every rank still makes every sample's
 random draws (augmentation, noise), so each sample follows the serial trajectory; the other
-samples' rows carry placeholders (never denoised) and are discarded. At the end each share's
+samples' rows carry placeholders (their "denoised" coordinates are the noisy ones) and are
+discarded. At the end each share's
 coordinates are broadcast from the rank that made them, so every rank returns all samples, as
 the tiled sampler does.
 
@@ -37,7 +38,7 @@ import torch
 import torch.distributed as dist
 
 from foldcp.distributed import graphed_sampling
-from foldcp.distributed.comm import all_gather_pair
+from foldcp.distributed.comm import all_gather_pair, all_reduce, grid_group
 from foldcp.distributed.grid import Grid
 from foldcp.distributed.layout import Layout
 from foldcp.distributed.memory import allocatable_bytes
@@ -54,7 +55,12 @@ def wanted(model, z_block: torch.Tensor, layout: Layout, steering_args: dict | N
         return False  # Boltz's own loop asked for: it cannot share samples out
     if not graphed_sampling.applies(model.structure_module, steering_args):
         return False
-    return setting == "force" or fits(model, z_block, layout)
+    if setting == "force":
+        return True
+    # every rank must take the same path (the two samplers' collectives differ), and free
+    # memory differs between GPUs: replicate only if it fits on all of them
+    fits_here = torch.tensor([int(fits(model, z_block, layout))], device=z_block.device)
+    return bool(all_reduce(fits_here, grid_group(layout.grid), op=dist.ReduceOp.MIN).item())
 
 
 def fits(model, z_block: torch.Tensor, layout: Layout) -> bool:

@@ -4,9 +4,9 @@
                             + pair_gib_per_ktoken2 · (N/1000)² / P
 
 N = tokens, P = GPUs in the grid. The last term is the pair representation and its
-transients, which context parallelism splits P ways; the middle one the whole-complex
-token × atom map every GPU holds (atom_to_token, float32, ~8 atoms per token: 32 bytes per
-token pair = 0.03 GiB per (1000 tokens)²).
+transients, which context parallelism splits P ways; the middle one what every GPU holds for
+the whole complex (the token × atom map atom_to_token, float32, ~8 atoms per token: 32 bytes
+per token pair = 0.03 GiB per (1000 tokens)², and more: the fit below gives 0.07).
 
 It is the memory a complex NEEDS. foldcp takes more where the GPU has it free — the diffusion
 token transformer's per-layer pair biases are kept (24 layers × 16 heads × 2 bytes per pair,
@@ -20,11 +20,13 @@ an H100 80GB's 79.18 GiB (bench/RESULTS.md, ninth and thirteenth sessions;
 `tests/unit/test_memory_calibration.py` checks them against the recorded rows): 6,000 tokens
 on one GPU peaked at 55.45 GiB and 8,605 tokens on 1×2 at 59.46 GiB per GPU (every stage at
 full size: the probes run 2 of the 64 Pairformer blocks, each of which has the same peak).
-With fixed_gib 2.0 (the weights, 1.9 GiB) and the replicated term as computed (0.03), the
-pair term that covers both is 1.50 (the earlier code needed 1.95: 72-75 GiB at 36 M pairs per
-GPU, sixth session). Planned capacities: about 7,000 tokens on one 80 GB GPU, 9,800 on two,
-13,500 on four; 9,300 on one 141 GB GPU — beyond the probes the model extrapolates (12,000 on
-2×2 is not yet measured with this code), and a complex that still runs out of memory is
+With fixed_gib 2.0 (the weights, 1.9 GiB), the two probes — 36 M pair positions per GPU on
+one GPU, 37 M on two, while the whole-complex term grows 2.06× — fit replicated 0.067 and pair
+1.418 GiB per (1000 tokens)², rounded up to 0.07 and 1.42 (the replicated term computed for the
+token × atom map alone is 0.03; the sixth session's code needed pair 1.95: 72-75 GiB at 36 M
+pairs per GPU). Planned capacities: about 7,100 tokens on one 80 GB GPU, 9,800 on two, 13,200 on
+four; 9,400 on one 141 GB GPU — beyond the probes the model extrapolates (12,000 on 2×2 is not
+yet measured with this code), and a complex that still runs out of memory is
 retried on the next grid (`plan.retry_out_of_memory`).
 
 The model is per token count, so it holds on any card; only the usable memory differs
@@ -67,8 +69,8 @@ def memory_budget_gib(plan_config: dict) -> float:
 @dataclass(frozen=True)
 class MemoryModel:
     fixed_gib: float = 2.0
-    replicated_gib_per_ktoken2: float = 0.03
-    pair_gib_per_ktoken2: float = 1.50
+    replicated_gib_per_ktoken2: float = 0.07
+    pair_gib_per_ktoken2: float = 1.42
     boltz_pair_gib_per_ktoken2: float = 8.6
 
     def gib_per_gpu(self, tokens: int, gpus: int) -> float:

@@ -255,6 +255,33 @@ def test_small_blocks_in_one_chunk(monkeypatch, tmp_path, fused):
     assert all(whole == rows and own < rows for rows, own, whole in made), made
 
 
+class _NoGuard:
+    """Stands in for LargestTensor where whole-block chunks are the point."""
+    numel, shape, op = 0, (), None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _compare_with_the_default_budget(grid, kind, n, dtype, seed):
+    global LargestTensor
+    LargestTensor = _NoGuard  # (this forked rank's module)
+    return compare_on_grid(grid, kind, n, dtype, seed)
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 2), (2, 3)])
+def test_layer_on_grids_with_the_default_small_chunk_budget(monkeypatch, rows, cols):
+    """The small-chunk budget's default (layout.SMALL_CHUNK_MIB) on grids: every sub-layer of
+    these small blocks runs as one chunk of all rows — still serial Boltz's result. (The
+    other grid tests turn the budget off, conftest.py, so their guard against N²·C-sized
+    tensors sees the row-chunked path of real sizes.)"""
+    monkeypatch.delenv("FOLDCP_SMALL_CHUNK_MIB")
+    run_on_grid(rows, cols, _compare_with_the_default_budget, "layer", 37, torch.float64, 13)
+
+
 @pytest.mark.parametrize("kind", ["tri_mul_out", "tri_mul_in"])
 @pytest.mark.parametrize("rows, cols", [(1, 1), (1, 2)])
 def test_triangle_multiplication_without_masked_tokens(kind, rows, cols):

@@ -70,8 +70,8 @@ def test_model_covers_every_measured_peak(row):
     model = MemoryModel()
     modelled = model.gib_per_gpu(row["tokens"], gpus(row))
     peak = row["cp_peak_gib_per_gpu"]
-    if is_capacity_probe(row):
-        assert peak <= modelled <= 1.05 * peak, modelled
+    if is_capacity_probe(row):  # the model is fitted to these (both terms: 1 and 2 GPUs)
+        assert peak <= modelled <= 1.01 * peak, modelled
     else:
         caches = OPPORTUNISTIC_GIB_PER_KTOKEN2 * (row["tokens"] / 1000) ** 2 / gpus(row)
         assert peak <= modelled + caches + SMALL_CHUNK_GIB, (modelled, caches)
