@@ -530,10 +530,14 @@ def foldcp_done(work: Path, inputs: dict) -> list[str]:
 
 def foldcp_run_facts(work: Path, done: list[str]) -> dict:
     """What the finished complexes' done.json say about how they were folded: the engine
-    (Boltz's forward or foldcp's model on one GPU) and the precision `auto` chose."""
+    (Boltz's forward or foldcp's model on one GPU), the precision `auto` chose, and each
+    complex's time (in done order) split into featurize / model / write (timings_s)."""
     manifests = [json.loads((work / "predictions" / c / "done.json").read_text()) for c in done]
     return {"engines": sorted({m["engine"] for m in manifests}),
-            "precision": sorted({m["precision"] for m in manifests})}
+            "precision": sorted({m["precision"] for m in manifests}),
+            "per_complex": [{"complex_id": m["complex_id"], "tokens": m["tokens"],
+                             "runtime_s": m["runtime_s"], "timings_s": m.get("timings_s")}
+                            for m in manifests]}
 
 
 def cmd_foldcp(args) -> None:

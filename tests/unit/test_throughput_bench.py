@@ -132,6 +132,14 @@ def test_foldcp_row_counts_its_outputs(bench):
         done = json.loads((bench["foldcp"] / "predictions" / entry["complex_id"] / "done.json").read_text())
         assert done["untrained"] is True and done["settings"]["sampling_steps"] == 2
         assert done["checkpoint"]["path"] == str(bench["ckpt"].resolve())
+    # each complex's time, split into where it went (the first fold's start-up shows there)
+    timed = {c["complex_id"]: c for c in row["per_complex"]}
+    assert set(timed) == {entry["complex_id"] for entry in bench["manifest"]["complexes"]}
+    for complex_ in timed.values():
+        parts = complex_["timings_s"]
+        assert set(parts) == {"featurize", "model", "write"} and min(parts.values()) >= 0
+        assert parts["model"] > 0 and complex_["tokens"] > 0
+        assert sum(parts.values()) == pytest.approx(complex_["runtime_s"], abs=0.01)
 
 
 def test_both_sides_folded_the_same_sequences(bench):
