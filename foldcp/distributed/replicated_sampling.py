@@ -11,9 +11,8 @@ whole denoising step a CUDA graph (graphed_sampling.py) — but the network runs
 rank's contiguous share of the samples (`shares`). Every rank still makes every sample's
 random draws (augmentation, noise), so each sample follows the serial trajectory; the other
 samples' rows carry placeholders (their "denoised" coordinates are the noisy ones) and are
-discarded. At the end each share's
-coordinates are broadcast from the rank that made them, so every rank returns all samples, as
-the tiled sampler does.
+discarded. At the end each share's coordinates are broadcast from the rank that made them, so
+every rank returns all samples, as the tiled sampler does.
 
 Placement: z_block [B, |R_p|, |C_q|, C] in; z [B, N', N', C] on every rank while sampling
 (plus its conditioned copy and the per-layer biases, N'²·(8·C + 2·heads) bytes in a bf16 fold:
