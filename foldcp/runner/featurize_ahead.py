@@ -7,10 +7,13 @@ worker process (spawned: no CUDA state, no GIL shared with the process launching
 featurizes complex k+1 while complex k folds:
 
     ahead = FeaturizeAhead(featurize_here, mol_dir, msa_settings, msa_dir, fasta, seed)
-    ahead.schedule([c1, c2, c3])                         # the order they will be folded
-    featurized = ahead.take(c1)  # c1 in this process (the worker is starting), c2 submitted
+    ahead.schedule([c1, c2, c3], first_now=True)         # the order they will be folded
+    ...                          # load the model: the worker starts and featurizes c1 meanwhile
+    featurized = ahead.take(c1)  # c1 from the worker if it is ready, else made here; c2 submitted
     featurized = ahead.take(c2)  # c2 from the worker (waits if not ready), c3 submitted
     ahead.close()
+
+Without first_now, c1 is made in this process (the worker is starting).
 
 Results equal in-process featurization: the worker seeds the global RNGs with the run's seed
 right before each complex, as the in-process path does (parts of Boltz's pipeline draw from
@@ -68,25 +71,40 @@ class FeaturizeAhead:
         self.featurize_here = featurize_here
         self.pending: dict[str, concurrent.futures.Future] = {}
         self.following: dict = {}  # complex id -> the complex folded after it
+        self.raced = None  # the first complex's id while the worker may still be starting
         self.pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
             initargs=(str(mol_dir), msa_settings, None if msa_dir is None else str(msa_dir),
                       str(proteins_path), seed))
 
-    def schedule(self, complexes: list) -> None:
-        """The complexes to be folded, in folding order."""
+    def schedule(self, complexes: list, first_now: bool = False) -> None:
+        """The complexes to be folded, in folding order. first_now: the worker starts on the
+        first at once — while the caller loads its model — and take() uses that result if it
+        is ready by then (else it featurizes here, as without first_now: never later)."""
         self.following = {a.id: b for a, b in zip(complexes, complexes[1:])}
+        self.raced = None
+        if first_now and complexes:
+            self._submit(complexes[0])
+            self.raced = complexes[0].id
+
+    def _submit(self, complex_) -> None:
+        if complex_.id in self.pending or self.pool is None:
+            return
+        try:
+            self.pending[complex_.id] = self.pool.submit(_featurize_in_worker, complex_)
+        except RuntimeError as error:  # the pool is broken or shut down
+            self._lost(error)
 
     def take(self, complex_):
         """The Featurized of `complex_`; submits the next scheduled complex to the worker."""
         following = self.following.get(complex_.id)
         future = self.pending.pop(complex_.id, None)
-        if following is not None and following.id not in self.pending and self.pool is not None:
-            try:
-                self.pending[following.id] = self.pool.submit(_featurize_in_worker, following)
-            except RuntimeError as error:  # the pool is broken or shut down
-                self._lost(error)
+        if following is not None:
+            self._submit(following)
+        if future is not None and complex_.id == self.raced and not future.done():
+            future = None  # the worker is still starting: sooner here (its result is dropped)
+        self.raced = None
         if future is None:
             return self.featurize_here(complex_)
         try:

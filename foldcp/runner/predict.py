@@ -154,7 +154,10 @@ def check_same_features(features: dict, device) -> None:
 class BatchPredictor:
     """Holds the loaded model and folds complexes one at a time (on one device or a grid)."""
 
-    def __init__(self, config: dict, grid_size: int = 1, msa_dir: str | Path | None = None) -> None:
+    def __init__(self, config: dict, grid_size: int = 1, msa_dir: str | Path | None = None,
+                 complexes: list | None = None, proteins: dict | None = None) -> None:
+        """complexes, proteins: the batch's complexes in folding order — their featurizing
+        worker (featurize_ahead) starts before the model loads, on the first of them."""
         self.settings = config["model"]
         self.msa_settings = config["msa"]
         self.msa_store = None
@@ -181,12 +184,18 @@ class BatchPredictor:
         if precision == "auto":
             precision = "bf16-mixed" if self.device.type == "cuda" else "32"
         self.precision = precision
-        self.model, self.untrained = load_model(self.checkpoint, self.settings, self.device)
         from boltz.data.mol import load_canonicals
 
         self.canonicals = load_canonicals(self.checkpoint.mol_dir)
-        self.checkpoint_sha256 = sha256_of(self.checkpoint.path)
         self.ahead = None  # FeaturizeAhead, where featurize_ahead() started one
+        if complexes is not None:
+            self.featurize_ahead(config, msa_dir, complexes, proteins)
+        try:
+            self.model, self.untrained = load_model(self.checkpoint, self.settings, self.device)
+        except BaseException:
+            self.close()  # the worker started above: no process left behind
+            raise
+        self.checkpoint_sha256 = sha256_of(self.checkpoint.path)
 
     @property
     def is_writer(self) -> bool:
@@ -238,8 +247,9 @@ class BatchPredictor:
                          self.msa_store, self.msa_settings)
 
     def featurize_ahead(self, config: dict, msa_dir, complexes: list, proteins) -> None:
-        """Featurize each of `complexes` (in folding order) while the one before it folds
-        (`model.featurize_ahead`; auto: on a GPU, for more than one complex)."""
+        """Featurize each of `complexes` (in folding order) while the one before it folds, the
+        first while the model loads (`model.featurize_ahead`; auto: on a GPU, for more than
+        one complex)."""
         setting = self.settings["featurize_ahead"]
         if setting == "auto":
             setting = self.device.type == "cuda" and len(complexes) > 1
@@ -251,7 +261,7 @@ class BatchPredictor:
             lambda complex_: self.featurize_here(complex_, proteins), self.checkpoint.mol_dir,
             self.msa_settings, msa_dir or Path(config["output_dir"]) / "msa",
             config["proteins"], self.settings["seed"])
-        self.ahead.schedule(complexes)
+        self.ahead.schedule(complexes, first_now=True)
 
     def close(self) -> None:
         if self.ahead is not None:
@@ -399,8 +409,8 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                 if not distributed or rank_from_env() == 0:
                     clear_unfinished(directory)
                 if predictor is None:
-                    predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir)
-                    predictor.featurize_ahead(config, msa_dir, to_fold, proteins)
+                    predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir,
+                                               complexes=to_fold, proteins=proteins)
                 predictor.fold(complex_, proteins, directory)
                 rows.append(dict(complex_id=complex_.id, status="ok", error="",
                                  runtime_s=round(time.time() - started, 3)))

@@ -56,6 +56,31 @@ def test_worker_features_equal_in_process_ones(setting):
         same(featurized, featurize_here(complex_))
 
 
+def test_first_complex_from_the_worker_when_it_is_ready(setting):
+    """first_now: the worker starts on the first complex at once (while the caller loads its
+    model); take() uses its result once ready — none made here — and the rest follow."""
+    ahead, complexes, featurize_here, here = setting
+    ahead.schedule(complexes, first_now=True)
+    ahead.pending[complexes[0].id].result(timeout=120)  # the model took longer than this
+    got = [ahead.take(c) for c in complexes]
+    assert here == []
+    for complex_, featurized in zip(complexes, got):
+        same(featurized, featurize_here(complex_))
+
+
+def test_first_complex_made_here_while_the_worker_starts(setting):
+    """first_now, but take() comes before the worker is done: the first is made here (no
+    waiting), the worker's copy is dropped, the second still comes from the worker."""
+    ahead, complexes, featurize_here, here = setting
+    ahead.schedule(complexes, first_now=True)
+    first = ahead.take(complexes[0])  # at once: the spawned worker is still importing torch
+    assert here == [complexes[0].id]
+    second = ahead.take(complexes[1])
+    assert here == [complexes[0].id]
+    same(first, featurize_here(complexes[0]))
+    same(second, featurize_here(complexes[1]))
+
+
 def test_a_lost_worker_costs_only_time(setting):
     ahead, complexes, featurize_here, here = setting
     ahead.schedule(complexes)

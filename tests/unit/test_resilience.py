@@ -185,10 +185,7 @@ class StandIn:
 
     device, untrained, is_writer, grid = "cpu", True, True, None
 
-    def __init__(self, config, grid_size=1, msa_dir=None):
-        pass
-
-    def featurize_ahead(self, config, msa_dir, complexes, proteins):
+    def __init__(self, config, grid_size=1, msa_dir=None, complexes=None, proteins=None):
         pass
 
     def close(self):
