@@ -166,10 +166,8 @@ def gather_pair(block: torch.Tensor, grid: Grid, n_padded: int, dst: int = 0) ->
         return None
     full = block.new_zeros((block.shape[0], n_padded, n_padded, *block.shape[3:]))
     for rank, part in enumerate(parts):
-        p, q = divmod(rank, grid.cols)
-        a, b = grid.row_range(n_padded, p)
-        c, d = grid.col_range(n_padded, q)
-        full[:, a:b, c:d] = part
+        rows, cols = grid.block_of(n_padded, rank)
+        full[:, rows, cols] = part
     return full
 
 
@@ -189,10 +187,8 @@ def all_gather_pair(block: torch.Tensor, grid: Grid, n_padded: int,
         parts = [torch.empty_like(piece) for _ in range(grid.size)]
         dist.all_gather(parts, piece)
         for rank, part in enumerate(parts):
-            p, q = divmod(rank, grid.cols)
-            a, b = grid.row_range(n_padded, p)
-            c, d = grid.col_range(n_padded, q)
-            full[:, a:b, c:d, c0:c1] = part
+            rows, cols = grid.block_of(n_padded, rank)
+            full[:, rows, cols, c0:c1] = part
         del parts
     return full
 
@@ -213,9 +209,7 @@ def scatter_pair(full: torch.Tensor | None, grid: Grid, n_padded: int, like: tor
     if grid.rank == src:
         parts = []
         for rank in range(grid.size):
-            p, q = divmod(rank, grid.cols)
-            a, b = grid.row_range(n_padded, p)
-            c, d = grid.col_range(n_padded, q)
-            parts.append(full[:, a:b, c:d].contiguous())
+            rows, cols = grid.block_of(n_padded, rank)
+            parts.append(full[:, rows, cols].contiguous())
     dist.scatter(block, parts, src=src)
     return block

@@ -137,8 +137,7 @@ class _Loop:
             self.chunks = [(max(first, own_first), min(last, own_last)) for first, last in self.chunks
                            if max(first, own_first) < min(last, own_last)]
             self.placeholders = [(first, last) for first, last in
-                                 ((0, min(own_first, multiplicity)), (max(own_last, own_first), multiplicity))
-                                 if first < last]
+                                 ((0, own_first), (own_last, multiplicity)) if first < last]
         self.coords = sigmas[0].to(device) * torch.randn(self.shape, device=device)
         self.noisy = torch.zeros_like(self.coords)
         self.denoised = torch.zeros_like(self.coords)

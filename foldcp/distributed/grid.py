@@ -76,6 +76,11 @@ class Grid:
         q = self.q if q is None else q
         return q * size, (q + 1) * size
 
+    def block_of(self, n_padded: int, rank: int) -> tuple[slice, slice]:
+        """Rows and columns of rank's pair block in the whole [N', N'] tensor."""
+        p, q = divmod(rank, self.cols)
+        return slice(*self.row_range(n_padded, p)), slice(*self.col_range(n_padded, q))
+
     def segments(self, n_padded: int) -> list[tuple[int, int, int, int]]:
         """Index ranges of [0, N') with a single row owner and a single column owner.
 

@@ -102,9 +102,7 @@ class DistPairWeightedAveraging(nn.Module):
                                    device=v.device)  # summed over blocks: not in bf16
             for owner, block in _broadcast_blocks((m.shape[0],), layout, weights[:, head],
                                                   weights.dtype, weights.device):
-                p, q = divmod(owner, grid.cols)
-                rows = slice(*grid.row_range(layout.n_padded, p))
-                cols = slice(*grid.col_range(layout.n_padded, q))
+                rows, cols = grid.block_of(layout.n_padded, owner)
                 head_out[:, :, rows] += torch.einsum("bij,bsjd->bsid", block, v[:, :, cols])
             gate = F.linear(m, pwa.proj_g.weight[channels]).sigmoid()
             part = F.linear(gate * head_out.to(v.dtype), pwa.proj_o.weight[:, channels])
@@ -131,9 +129,7 @@ class DistOuterProductMean(nn.Module):
         hidden = opm.c_hidden
         weight = opm.proj_o.weight  # [C_z, c_h·c_h]
         for owner in range(grid.size):
-            p, q = divmod(owner, grid.cols)
-            rows = slice(*grid.row_range(n, p))
-            cols = slice(*grid.col_range(n, q))
+            rows, cols = grid.block_of(n, owner)
             n_rows = rows.stop - rows.start
             with torch.autocast("cuda", enabled=False):  # counts up to S: not in bf16
                 count = torch.einsum("bsi,bsj->bij", msa_mask[:, :, rows].float(),

@@ -69,7 +69,7 @@ def fits(model, z_block: torch.Tensor, layout: Layout) -> bool:
     if not z_block.is_cuda:
         return True
     bias_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else z_block.dtype
-    needed = replicated_bytes(model, z_block, layout, torch.empty((), dtype=bias_dtype).element_size())
+    needed = replicated_bytes(model, z_block, layout, bias_dtype.itemsize)
     return needed <= MEMORY_SHARE * allocatable_bytes(z_block.device)
 
 
