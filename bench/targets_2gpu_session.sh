@@ -65,10 +65,12 @@ case $part in
          --sampling-precision tf32 --warmup
      done ;;
   e) wheels
-     FOLDCP_REPLICATED_SAMPLING=1 run 0,1 29704 $(left 200) scaling_replicated --tokens 2500 \
-       --recycling 3 --steps 200 --sampling-precision tf32 --warmup
-     FOLDCP_REPLICATED_SAMPLING=1 run 0,1 29705 $(left 330) speed_foldcp_replicated --tokens 3605 \
-       --samples 5 --recycling 3 --steps 200 --sampling-precision tf32 --warmup ;;
+     [[ " ${E_RUNS:-scaling speed} " == *" scaling "* ]] && FOLDCP_REPLICATED_SAMPLING=1 run 0,1 \
+       29704 $(left 200) scaling_replicated --tokens 2500 --recycling 3 --steps 200 \
+       --sampling-precision tf32 --warmup
+     [[ " ${E_RUNS:-scaling speed} " == *" speed "* ]] && FOLDCP_REPLICATED_SAMPLING=1 run 0,1 \
+       29705 $(left 330) speed_foldcp_replicated --tokens 3605 --samples 5 --recycling 3 \
+       --steps 200 --sampling-precision tf32 --warmup ;;
   f) wheels
      layer="bench/pairformer_layer.py --tokens 2500 --token-multiple 16 --foldcp-only --profile --top 30 --label ${BENCH_COMMIT:-unknown}"
      CUDA_VISIBLE_DEVICES=0,1 timeout -k 5 $(left 200) torchrun --master-port 29706 --nproc-per-node 2 \
