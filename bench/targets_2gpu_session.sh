@@ -3,7 +3,8 @@
 # (nvidia-h200-x2 or nvidia-h100-x2), each under the 10-minute limit:
 #   PART=a  3,605 tokens × 5 samples, full default, on 1×2 with TF32 sampling (target ≤ 150 s)
 #   PART=b  screening throughput, both sides in one call: stock `boltz predict` (GPU 0) ‖
-#           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1)
+#           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1), as
+#           many runs as B_VARIANTS lists (default: one, "default"), each from cold caches
 #   PART=c  capacity: 8,605 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #           probe of cp_model.py), then on H200 hosts the largest one-GPU size in .payload/cp
 #           (CAPACITY_1GPU, default 8000) uncapped
@@ -46,12 +47,19 @@ case $part in
      $tp make --out $w/in --count 16 --min-tokens 300 --max-tokens 1500 --seed 0 || exit
      $tp checkpoint --out $w/full.ckpt --size full --cache $w/cache || exit
      left=$(left 565); echo "setup $(( $(date +%s) - t0 )) s, limit $left s"
-     common="--inputs $w/in --checkpoint $w/full.ckpt --cache $w/cache --time-limit $left"
-     CUDA_VISIBLE_DEVICES=0 $tp stock $common --work $w/stock --out $out/stock.jsonl > $out/stock.txt 2>&1 &
-     CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --work $w/foldcp --out $out/foldcp.jsonl \
-       --single-gpu foldcp --sampling-precision tf32 > $out/foldcp.txt 2>&1 &
+     common="--inputs $w/in --checkpoint $w/full.ckpt --cache $w/cache"
+     CUDA_VISIBLE_DEVICES=0 $tp stock $common --time-limit $left --work $w/stock --out $out/stock.jsonl > $out/stock.txt 2>&1 &
+     # foldcp's runs on GPU 1, one after another, each from cold compile caches of its own:
+     # B_VARIANTS lists them, each "default" or VAR=VALUE[,VAR=VALUE] (e.g. FOLDCP_COMPILE=0)
+     ( for variant in ${B_VARIANTS:-default}; do
+         v=${variant//[^A-Za-z0-9_]/_}; vars=(); [ "$variant" = default ] || IFS=, read -ra vars <<< "$variant"
+         left=$(left 565); [ "$left" -gt 60 ] || break
+         env "${vars[@]}" TRITON_CACHE_DIR=/tmp/cold-$v/triton TORCHINDUCTOR_CACHE_DIR=/tmp/cold-$v/inductor \
+           CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --time-limit $left --work $w/foldcp-$v \
+           --out $out/foldcp.jsonl --single-gpu foldcp --sampling-precision tf32 >> $out/foldcp.txt 2>&1
+         mkdir -p $out/$v; cp $w/foldcp-$v/predictions/batches/*.parquet $out/$v/ 2>/dev/null  # per-complex runtime_s
+       done ) &
      wait; cat $out/stock.jsonl $out/foldcp.jsonl > $out/throughput.jsonl
-     cp $w/foldcp/predictions/batches/*.parquet $out/ 2>/dev/null  # per-complex runtime_s
      tail -n 3 $out/stock.txt $out/foldcp.txt; $tp table --out $out/throughput.jsonl ;;
   c) wheels
      CHECK_FINITE=1 run 0,1 29701 $(left 330) capacity --tokens ${CAPACITY_2GPU:-8605} --pairformer-blocks 2 --recycling 0 \

@@ -583,7 +583,10 @@ def cmd_foldcp(args) -> None:
         print("\n".join(log.read_text().splitlines()[-25:]), file=sys.stderr)
     settings = settings_of(args, kernels) | {
         "plan_batch": config["plan"]["batch"], "single_gpu": config["model"]["single_gpu"],
-        "sampling_precision": config["model"]["sampling_precision"]}
+        "sampling_precision": config["model"]["sampling_precision"],
+        # switches and compile-cache folders the run was given (a cold or warm start)
+        "env": {k: v for k, v in sorted(os.environ.items())
+                if k.startswith("FOLDCP_") or k in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")}}
     emit(result_row("foldcp", inputs, done, wall, settings, {
         "returncode": max((s["returncode"] or 0 for s in steps), key=abs),
         "timed_out": any(s["timed_out"] for s in steps), "time_limit_s": args.time_limit,
