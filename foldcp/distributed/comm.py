@@ -31,27 +31,32 @@ class Pending:
 
 
 class RingShift:
-    """Shift a tensor one step around a ring of ranks (a grid row or column).
+    """Shift tensors around a ring of ranks (a grid row or column).
 
-    Each rank sends to its predecessor and receives from its successor, so after t steps a
-    rank holds the block that started t places further along. Two receive buffers alternate
-    (double buffering): post step t+1 while computing on step t's block.
+    Each rank sends to the rank `distance` places before it and receives from the one
+    `distance` places after it: shifting by one step at a time, after t steps a rank holds the
+    block that started t places further along; `post(tensors, distance=t)` fetches that block
+    in one transfer (straight from its owner, who may send different tensors to each
+    distance). Post the next transfer while computing on the current block (double buffering).
+    Received tensors have the shapes of the ones sent; distance 0 (mod the ring) returns the
+    tensors themselves.
     """
 
     def __init__(self, ranks: list[int], me: int) -> None:
         self.ranks = ranks
         self.index = ranks.index(me)
-        self.send_to = ranks[(self.index - 1) % len(ranks)]
-        self.recv_from = ranks[(self.index + 1) % len(ranks)]
 
-    def post(self, tensors: list[torch.Tensor]) -> Pending:
-        if len(self.ranks) == 1:
+    def post(self, tensors: list[torch.Tensor], distance: int = 1) -> Pending:
+        size = len(self.ranks)
+        if distance % size == 0:
             return Pending([], tensors)
+        send_to = self.ranks[(self.index - distance) % size]
+        recv_from = self.ranks[(self.index + distance) % size]
         received = [torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
         ops = []
         for sent, buffer in zip(tensors, received):
-            ops.append(dist.P2POp(dist.isend, sent.contiguous(), self.send_to))
-            ops.append(dist.P2POp(dist.irecv, buffer, self.recv_from))
+            ops.append(dist.P2POp(dist.isend, sent.contiguous(), send_to))
+            ops.append(dist.P2POp(dist.irecv, buffer, recv_from))
         # One batch: NCCL runs unbatched sends/receives one after another on a stream, and a
         # send that waits for its peer's receive would then deadlock the ring.
         return Pending(dist.batch_isend_irecv(ops), received)

@@ -8,9 +8,10 @@ everything but the product over k is per position and runs on the local block.
 
 a and b are projected straight into channel-first blocks [B, d, |R_p|, |C_q|] (one GEMM
 W·xᵀ each), so the product over k is a batched matrix multiplication on contiguous memory
-with no layout copies; on a grid of one the transposed operand is a free view, on larger
-grids one layout transpose brings it into natural layout. The product goes back to
-channel-last once, row chunk by row chunk, for the output stage.
+with no layout copies; on a grid of one the transposed operand is a free view, on a grid of
+one row (1 × c) blocks shift around the row with no transposes (ring_product.py), on other
+grids one layout transpose brings it into natural layout for SUMMA (summa.py). The product
+goes back to channel-last once, row chunk by row chunk, for the output stage.
 
 Channels d are independent in the product, so it runs over channel chunks: only a chunk of
 a and b exists at a time, and the block's transients stay a fraction of the pair block's
@@ -37,6 +38,7 @@ from foldcp.distributed.layout import (
 )
 from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.pointwise import add_gated_, gate_
+from foldcp.distributed.ring_product import ring_product
 from foldcp.distributed.summa import summa
 
 
@@ -87,17 +89,16 @@ class DistTriangleMultiplication(nn.Module):
                     a_and_b[:, d:].view(batch, d, rows, cols))
 
         product = None
-        # a channel's transients: a and b (compute dtype, or float32) and its product part
+        # a channel's transients: a and b (compute dtype, or float32) and its product part,
+        # and on grids the blocks in transfer (current and next: about two of a and b)
         item = 4 if not autocast else x.element_size()
-        chunk = self.channel_chunk or chunk_rows(channels, -(-channels // 4), batch * rows * cols * (2 * item + 4))
+        per_position = 2 * item + 4 + (4 * item if layout.grid.size > 1 else 0)
+        chunk = self.channel_chunk or chunk_rows(channels, -(-channels // 4), batch * rows * cols * per_position)
         for c0, c1 in row_chunks(channels, chunk):
             with record_function("foldcp.tri_mul.project"):
                 a, b = gated(c0, c1)
             with record_function("foldcp.tri_mul.product"):
-                if self.outgoing:
-                    part = summa(a, _transposed(b, layout), layout)
-                else:
-                    part = summa(_transposed(a, layout), b, layout)
+                part = _product(a, b, layout, self.outgoing)
             del a, b
             if product is None:
                 product = part.new_empty((batch, channels, rows, cols))
@@ -121,9 +122,16 @@ class DistTriangleMultiplication(nn.Module):
             return into
 
 
-def _transposed(block: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Natural layout of the transposed pair tensor, channel-first: on a grid of one a view
-    (the matrix multiplication reads it as a transposed operand), else a layout transpose."""
-    if layout.grid.size == 1:
-        return block.mT
-    return transpose_pair(block, layout.grid, layout.n_padded, pair_dims=(2, 3))
+def _product(a: torch.Tensor, b: torch.Tensor, layout: Layout, outgoing: bool) -> torch.Tensor:
+    """The product over k of channel-first blocks [B, d, |R_p|, |C_q|]: a·bᵀ (outgoing) or
+    aᵀ·b (incoming). On a grid of one the transposed operand is a view (the matrix
+    multiplication reads it transposed); on a grid of one row, ring_product (no transposes);
+    else SUMMA after a layout transpose of that operand."""
+    grid = layout.grid
+    if grid.size == 1:
+        return torch.matmul(a, b.mT) if outgoing else torch.matmul(a.mT, b)
+    if grid.rows == 1:
+        return ring_product(a, b, layout, outgoing)
+    if outgoing:
+        return summa(a, transpose_pair(b, grid, layout.n_padded, pair_dims=(2, 3)), layout)
+    return summa(transpose_pair(a, grid, layout.n_padded, pair_dims=(2, 3)), b, layout)

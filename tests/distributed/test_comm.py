@@ -53,6 +53,14 @@ def _transpose_and_gather(grid, n):
     ring = comm.RingShift(grid.row_ranks, grid.rank)
     got = ring.post([torch.full((2,), float(grid.rank))]).wait()[0]
     assert got[0].item() == grid.row_ranks[(grid.row_ranks.index(grid.rank) + 1) % grid.cols]
+    # … or `distance` places along in one transfer, each owner sending per-distance tensors
+    mine = torch.full((2,), float(grid.rank))
+    assert ring.post([mine], distance=0).wait()[0] is mine
+    for distance in range(1, grid.cols):
+        to = grid.row_ranks[(grid.row_ranks.index(grid.rank) - distance) % grid.cols]
+        got = ring.post([mine, torch.full((3,), 100.0 * to)], distance=distance).wait()
+        owner = grid.row_ranks[(grid.row_ranks.index(grid.rank) + distance) % grid.cols]
+        assert got[0][0].item() == owner and got[1][0].item() == 100.0 * grid.rank
     return grid.rank
 
 

@@ -160,6 +160,14 @@ def test_ending_node_on_one_grid_row(dtype):
     run_on_grid(1, 3, compare_on_grid, "tri_att_end", 13, dtype, 13)
 
 
+@pytest.mark.parametrize("kind", ["tri_mul_out", "tri_mul_in"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_triangle_multiplication_on_one_grid_row(kind, dtype):
+    """On 1×c grids the product over k shifts blocks around the row (ring_product.py, no
+    transposes): three ranks, so blocks come from two distances, N not divisible by them."""
+    run_on_grid(1, 3, compare_on_grid, kind, 13, dtype, 14)
+
+
 @pytest.mark.parametrize("kind", LAYERS)
 def test_layer_float32_non_square_grid(kind):
     run_on_grid(2, 3, compare_on_grid, kind, 37, torch.float32, 4)
