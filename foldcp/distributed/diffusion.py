@@ -14,9 +14,9 @@ run's. The two places where pair tensors enter are replaced:
   transformer projects one layer's heads from the block when that layer runs; attention
   combines partial softmaxes over the grid row exactly (DistAttentionPairBias).
 
-With FOLDCP_REPLICATED_SAMPLING=1 (opt-in until measured), where the whole pair tensor fits
-each GPU, sample_structure does neither: every rank gathers z and samples as a grid of one,
-denoising its share of the samples (replicated_sampling.py).
+On GPUs, where the whole pair tensor fits each of them, sample_structure does neither (the
+default; FOLDCP_REPLICATED_SAMPLING=0 turns it off): every rank gathers z and samples as a
+grid of one, denoising its share of the samples (replicated_sampling.py).
 """
 
 from __future__ import annotations

@@ -19,13 +19,16 @@ Placement: z_block [B, |R_p|, |C_q|, C] in; z [B, N', N', C] on every rank while
 `fits` asks for them in half of what the GPU can still allocate); coordinates [samples, atoms, 3]
 replicated out. Larger complexes (8,605 tokens on 80 GB cards) keep the tiled sampler.
 
-Opt-in until measured on GPUs: FOLDCP_REPLICATED_SAMPLING=1 replicates where it fits, =force
-whether or not it fits (tests). The thirteenth session's only GPU try ran out of device time
-before its fold ended, so nothing is known yet of its speed — nor whether recording the step
-graph beside live NCCL communicators works on every PyTorch (PyTorch ≥ 2.7 keeps its NCCL
-watchdog's event queries out of other threads' captures; graphed_sampling falls back to eager
-steps where recording fails). Steered sampling (FK steering resamples across samples;
-guidance) keeps the tiled sampler, as does FOLDCP_GRAPHED_SAMPLING=0 (Boltz's own loop).
+Measured (two H200s, 2,500 tokens, 1×2, fourteenth session, bench/RESULTS.md): the 200 steps
+in 6.17 s against 11.48 s tiled (one GPU: 6.00 s), the fold in 47.31 against 52.50 s; the
+peak per GPU rises 9.69 → 14.66 GiB, memory the fold had free. So it is the default for GPU
+folds (where it fits: a complex that needs the grid for its memory keeps the tiled sampler).
+FOLDCP_REPLICATED_SAMPLING=0 turns it off, =1 turns it on off GPUs too (CPU grids, where the
+ranks share one host's memory, keep the tiled sampler by default), =force replicates whether
+or not it fits (tests). Recording the step graph beside live NCCL communicators worked on
+PyTorch 2.11 (199 of 200 steps replayed); where recording fails graphed_sampling falls back
+to eager steps. Steered sampling (FK steering resamples across samples; guidance) keeps the
+tiled sampler, as does FOLDCP_GRAPHED_SAMPLING=0 (Boltz's own loop).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ MEMORY_SHARE = 0.5  # the replicated pair tensors may take at most this share of
 def wanted(model, z_block: torch.Tensor, layout: Layout, steering_args: dict | None) -> bool:
     """Sample this grid's fold replicated (module docstring)."""
     setting = os.environ.get("FOLDCP_REPLICATED_SAMPLING", "")
-    if layout.grid.size == 1 or setting not in ("1", "force"):
+    if layout.grid.size == 1 or setting not in ("", "1", "force"):
+        return False
+    if setting == "" and not on_gpu(z_block):
         return False
     if os.environ.get("FOLDCP_GRAPHED_SAMPLING", "") == "0":
         return False  # Boltz's own loop asked for: it cannot share samples out
@@ -60,6 +65,11 @@ def wanted(model, z_block: torch.Tensor, layout: Layout, steering_args: dict | N
     # memory differs between GPUs: replicate only if it fits on all of them
     fits_here = torch.tensor([int(fits(model, z_block, layout))], device=z_block.device)
     return bool(all_reduce(fits_here, grid_group(layout.grid), op=dist.ReduceOp.MIN).item())
+
+
+def on_gpu(z_block: torch.Tensor) -> bool:
+    """Where replicated sampling is on by default: GPU folds."""
+    return z_block.is_cuda
 
 
 def fits(model, z_block: torch.Tensor, layout: Layout) -> bool:

@@ -315,7 +315,8 @@ def test_replicated_sampling_only_where_it_fits_on_every_rank(model_and_feats, m
 
 
 def test_replicated_sampling_only_where_asked_and_fitting(monkeypatch):
-    """Opt-in (FOLDCP_REPLICATED_SAMPLING=1); never on a grid of one, for steered sampling or
+    """On by default for GPU folds, on CPU grids only with FOLDCP_REPLICATED_SAMPLING=1, off
+    with =0; never on a grid of one, for steered sampling or
     with Boltz's own loop asked for; its memory estimate keeps 8,605 tokens (the released
     sizes: z of 128 channels, 24 layers × 16 heads of biases) tiled on an 80 GB GPU while
     3,605 tokens replicate."""
@@ -332,7 +333,12 @@ def test_replicated_sampling_only_where_asked_and_fitting(monkeypatch):
     pair = Layout.for_tokens(Grid(1, 2, 0), 50)
     monkeypatch.delenv("FOLDCP_REPLICATED_SAMPLING", raising=False)
     monkeypatch.delenv("FOLDCP_GRAPHED_SAMPLING", raising=False)
-    assert not replicated.wanted(model, z_block, pair, None)
+    assert not replicated.wanted(model, z_block, pair, None)  # CPU: tiled by default
+    with monkeypatch.context() as gpu:  # as if z were on a GPU (where it fits: always here)
+        gpu.setattr(replicated, "on_gpu", lambda z: True)
+        assert replicated.wanted(model, z_block, pair, None)
+        gpu.setenv("FOLDCP_REPLICATED_SAMPLING", "0")
+        assert not replicated.wanted(model, z_block, pair, None)
     monkeypatch.setenv("FOLDCP_REPLICATED_SAMPLING", "1")
     assert replicated.wanted(model, z_block, pair, None)
     assert not replicated.wanted(model, z_block, Layout.for_tokens(Grid(1, 1), 50), None)
