@@ -6,15 +6,17 @@
 #           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1), as
 #           many runs as B_VARIANTS lists (default: one, "default"), each from cold caches
 #   PART=c  capacity: 8,605 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
-#           probe of cp_model.py), then on H200 hosts the largest one-GPU size in .payload/cp
-#           (CAPACITY_1GPU, default 8000) uncapped
+#           probe of cp_model.py; CAPACITY_2GPU=none skips it), then on H200 hosts the largest
+#           one-GPU size in .payload/cp (CAPACITY_1GPU, default 8000) uncapped
 #   PART=d  CP scaling: 2,500 tokens, full default with TF32 sampling, warm (--warmup), foldcp on
 #           1×1 (GPU 0) then on 1×2 (both GPUs) — target: 1×2 ≤ 0.6× the 1×1 time
+#           (D_GPUS="0,1": the 1×2 run only)
 #   PART=e  replicated sampling (FOLDCP_REPLICATED_SAMPLING=1, replicated_sampling.py): d's 1×2
 #           run, then a's, each to compare with the same run sampling tiled (parts d and a)
 #   PART=f  where CP's Pairformer time goes: one PairformerLayer at 2,500 tokens on 1×2, then on
 #           1×1 (GPU 0), each profiled (sub-layers, top kernels with NCCL's) — CP scaling's
-#           Pairformer ran at 0.79× its one-GPU time, where 0.5× is the ideal
+#           Pairformer ran at 0.79× its one-GPU time, where 0.5× is the ideal (F_ONE_GPU=0:
+#           the 1×2 run only)
 # Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
 #   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
 #   c: .payload/whl .payload/cp (features_8605.pt = bench/join_inputs.py of 3605 + 2500 + 2500;
@@ -62,13 +64,13 @@ case $part in
      wait; cat $out/stock.jsonl $out/foldcp.jsonl > $out/throughput.jsonl
      tail -n 3 $out/stock.txt $out/foldcp.txt; $tp table --out $out/throughput.jsonl ;;
   c) wheels
-     CHECK_FINITE=1 run 0,1 29701 $(left 330) capacity --tokens ${CAPACITY_2GPU:-8605} --pairformer-blocks 2 --recycling 0 \
-       --steps 2 --gpu-memory-gib 79.18
+     [ "${CAPACITY_2GPU:-8605}" = none ] || CHECK_FINITE=1 run 0,1 29701 $(left 330) capacity \
+       --tokens ${CAPACITY_2GPU:-8605} --pairformer-blocks 2 --recycling 0 --steps 2 --gpu-memory-gib 79.18
      n=${CAPACITY_1GPU:-8000}
      [ -e .payload/cp/features_$n.pt ] && CHECK_FINITE=1 run 0 29702 $(left 560) \
        capacity --tokens $n --pairformer-blocks 2 --recycling 0 --steps 2 ;;
   d) wheels
-     for gpus in 0 0,1; do
+     for gpus in ${D_GPUS:-0 0,1}; do
        run $gpus 29703 $(left 560) scaling --tokens 2500 --recycling 3 --steps 200 \
          --sampling-precision tf32 --warmup
      done ;;
@@ -83,8 +85,8 @@ case $part in
      layer="bench/pairformer_layer.py --tokens 2500 --token-multiple 16 --foldcp-only --profile --top 30 --label ${BENCH_COMMIT:-unknown}"
      CUDA_VISIBLE_DEVICES=0,1 timeout -k 5 $(left 200) torchrun --master-port 29706 --nproc-per-node 2 \
        $layer --out "$out/layer_1x2.jsonl" 2>&1 | grep -v "^W1\|^\s*$" | tail -n 50
-     CUDA_VISIBLE_DEVICES=0 timeout -k 5 $(left 200) python3 $layer --out "$out/layer_1x1.jsonl" 2>&1 \
-       | grep -v "^W1\|^\s*$" | tail -n 50 ;;
+     [ "${F_ONE_GPU:-1}" = 0 ] || CUDA_VISIBLE_DEVICES=0 timeout -k 5 $(left 200) python3 $layer \
+       --out "$out/layer_1x1.jsonl" 2>&1 | grep -v "^W1\|^\s*$" | tail -n 50 ;;
   *) echo "PART must list a, b, c, d, e or f" >&2; exit 2 ;;
 esac
 done
