@@ -8,7 +8,9 @@
 - any other value: a path to a Boltz-2 checkpoint file.
 
 Every load goes through `load_model`, i.e. ``Boltz2.load_from_checkpoint`` with the
-runtime overrides `boltz predict` applies, so the demo exercises the real loading path.
+runtime overrides `boltz predict` applies, so the demo exercises the real loading path. It is
+strict (every weight comes from the file), so the model is built without drawing initial
+weights first (no_initial_draws.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from foldcp.errors import CheckpointError
 from foldcp.io import atomic_path
 from foldcp.model.hparams import demo_hparams, runtime_overrides
 from foldcp.model.mols import ensure_canonical_mols
+from foldcp.model.no_initial_draws import no_initial_draws
 from foldcp.model.weights import randomize_weights
 
 DEMO_SEED = 20261127
@@ -159,12 +162,14 @@ def load_model(checkpoint: ResolvedCheckpoint, settings: dict, device: torch.dev
     from boltz.model.models.boltz2 import Boltz2
 
     try:
-        stored = torch.load(checkpoint.path, map_location="cpu", weights_only=False)
+        # memory-mapped: only the hyper-parameters and the untrained mark are read here
+        stored = torch.load(checkpoint.path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"cannot read checkpoint {checkpoint.path}: {exc}") from exc
     overrides = runtime_overrides(stored.get("hyper_parameters", {}), settings)
-    model = Boltz2.load_from_checkpoint(
-        checkpoint.path, strict=True, map_location="cpu", weights_only=False, **overrides
-    )
+    with no_initial_draws():  # strict: the checkpoint sets every weight
+        model = Boltz2.load_from_checkpoint(
+            checkpoint.path, strict=True, map_location="cpu", weights_only=False, **overrides
+        )
     untrained = checkpoint.untrained or bool(stored.get("foldcp", {}).get("untrained", False))
     return model.eval().to(device), untrained

@@ -24,6 +24,35 @@ def test_demo_checkpoint_builds_once_and_loads_through_lightning(foldcp_cache):
     assert model.predict_args["sampling_steps"] == 2
 
 
+def test_no_initial_draws_skips_them_only_inside(monkeypatch):
+    """Inside the context Boltz's truncated-normal draws and nn.Linear's Kaiming draws do not
+    run (load_model's strict load sets every weight); outside, and after an error inside,
+    both draw again."""
+    import boltz.model.layers.initialize as boltz_init
+    from boltz.model.layers.transition import Transition
+
+    from foldcp.model.no_initial_draws import no_initial_draws
+
+    drawn = []
+    monkeypatch.setattr("scipy.stats.truncnorm.rvs", lambda *a, size, **k: drawn.append(size) or torch.zeros(size).numpy())
+    original = boltz_init.trunc_normal_init_, torch.nn.Linear.reset_parameters
+    with no_initial_draws():
+        before = torch.get_rng_state()
+        torch.nn.Linear(4, 4)
+        assert torch.equal(before, torch.get_rng_state())  # nothing drawn
+        Transition(8, 16)  # lecun / he normal layers
+    assert drawn == []
+    with pytest.raises(RuntimeError):
+        with no_initial_draws():
+            raise RuntimeError("construction failed")
+    assert (boltz_init.trunc_normal_init_, torch.nn.Linear.reset_parameters) == original
+    before = torch.get_rng_state()
+    torch.nn.Linear(4, 4)
+    assert not torch.equal(before, torch.get_rng_state())  # Kaiming draws again
+    Transition(8, 16)
+    assert drawn  # Boltz's truncated normal draws again
+
+
 def test_demo_weights_are_deterministic_and_not_zero_initialised(tmp_path):
     a = torch.load(ckpt.build_demo_checkpoint(tmp_path / "a.ckpt"), weights_only=False)["state_dict"]
     b = torch.load(ckpt.build_demo_checkpoint(tmp_path / "b.ckpt"), weights_only=False)["state_dict"]
