@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from foldcp.distributed import pointwise
 from foldcp.distributed.confidence import DistConfidence
 from foldcp.distributed.diffusion import sample_structure
 from foldcp.distributed.layout import Layout
@@ -33,6 +34,14 @@ class DistBoltz2:
 
     def predict(self, feats: dict, layout: Layout, recycling_steps: int, sampling_steps: int,
                 diffusion_samples: int, max_parallel_samples: int | None = None) -> dict:
+        # the pair stack's element-wise chains are compiled only for folds large enough to
+        # repay it (pointwise.COMPILE_MIN_TOKENS)
+        with pointwise.fold_of(layout.n_padded):
+            return self._predict(feats, layout, recycling_steps, sampling_steps,
+                                 diffusion_samples, max_parallel_samples)
+
+    def _predict(self, feats: dict, layout: Layout, recycling_steps: int, sampling_steps: int,
+                 diffusion_samples: int, max_parallel_samples: int | None) -> dict:
         n = feats["token_pad_mask"].shape[1]
         create_solver_handle(feats["token_pad_mask"].device)
         trunk = self.trunk(feats, layout, recycling_steps)

@@ -14,7 +14,8 @@ intermediates such as sigmoid(logits) in float32 where eager rounds them to bf16
     add_gated_(z, x, logits)        z += x · sigmoid(logits): in place
     silu_gate_(a, b)                a = silu(a) · b: in place
 
-On GPUs a chain is compiled where its first tensor has at least COMPILE_MIN_ELEMENTS elements.
+On GPUs a chain is compiled where its first tensor has at least COMPILE_MIN_ELEMENTS elements
+and, inside a fold (`fold_of`), where the fold has at least COMPILE_MIN_TOKENS tokens.
 FOLDCP_COMPILE=0 turns compilation off (eager everywhere); FOLDCP_COMPILE=1 turns it on for
 every size and off GPUs too (the tests compare the two on CPU).
 """
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -74,11 +77,34 @@ class _Fused:
 COMPILE_MIN_ELEMENTS = 1 << 27
 
 
+# Compiling costs a process ~10 s of its first fold, and more to start and stop Inductor's
+# compile workers: from cold caches one batch of 16 screening complexes (349-1,391 tokens) on
+# an H200 took 245.8 s with the chains compiled and 219.6 s with them eager (bench/RESULTS.md,
+# fourteenth session). The fused chains took 3-4 % off a layer at 2,048 and 3,072 tokens, so
+# folds from COMPILE_MIN_TOKENS up compile them and smaller ones run them eagerly.
+COMPILE_MIN_TOKENS = 2048
+_fold_tokens: ContextVar[int | None] = ContextVar("foldcp_fold_tokens", default=None)
+
+
+@contextmanager
+def fold_of(tokens: int):
+    """The chains called inside belong to a fold of `tokens` (padded) tokens."""
+    reset = _fold_tokens.set(tokens)
+    try:
+        yield
+    finally:
+        _fold_tokens.reset(reset)
+
+
 def _wanted(x: torch.Tensor) -> bool:
     setting = os.environ.get("FOLDCP_COMPILE", "")
     if setting == "0":
         return False
-    return setting == "1" or (x.is_cuda and x.numel() >= COMPILE_MIN_ELEMENTS)
+    if setting == "1":
+        return True
+    tokens = _fold_tokens.get()
+    return (x.is_cuda and x.numel() >= COMPILE_MIN_ELEMENTS
+            and (tokens is None or tokens >= COMPILE_MIN_TOKENS))
 
 
 gate_ = _Fused(_gate)

@@ -81,7 +81,8 @@ def test_off_and_failure_fall_back_to_eager(monkeypatch):
 
 def test_compiled_on_gpus_only_for_large_tensors(monkeypatch):
     """On a GPU a chain is compiled from COMPILE_MIN_ELEMENTS elements (a compiled call's CPU
-    cost outweighs small kernels); off GPUs only when forced; never with FOLDCP_COMPILE=0."""
+    cost outweighs small kernels) and, in folds, from COMPILE_MIN_TOKENS tokens (compiling
+    costs more than small folds gain); off GPUs only when forced; never with FOLDCP_COMPILE=0."""
     from types import SimpleNamespace
 
     def tensor(elements, cuda=True):
@@ -91,7 +92,18 @@ def test_compiled_on_gpus_only_for_large_tensors(monkeypatch):
     limit = pointwise.COMPILE_MIN_ELEMENTS
     assert pointwise._wanted(tensor(limit)) and not pointwise._wanted(tensor(limit - 1))
     assert not pointwise._wanted(tensor(limit, cuda=False))
+    # inside a fold, only folds from COMPILE_MIN_TOKENS tokens up compile (and only inside it)
+    with pointwise.fold_of(pointwise.COMPILE_MIN_TOKENS - 16):
+        assert not pointwise._wanted(tensor(10 * limit))
+        with pointwise.fold_of(pointwise.COMPILE_MIN_TOKENS):
+            assert pointwise._wanted(tensor(limit)) and not pointwise._wanted(tensor(limit - 1))
+        assert not pointwise._wanted(tensor(10 * limit))
+    assert pointwise._wanted(tensor(limit))
     monkeypatch.setenv("FOLDCP_COMPILE", "0")
     assert not pointwise._wanted(tensor(10 * limit))
+    with pointwise.fold_of(4 * pointwise.COMPILE_MIN_TOKENS):
+        assert not pointwise._wanted(tensor(10 * limit))
     monkeypatch.setenv("FOLDCP_COMPILE", "1")
     assert pointwise._wanted(tensor(1, cuda=False))
+    with pointwise.fold_of(16):
+        assert pointwise._wanted(tensor(1, cuda=False))
