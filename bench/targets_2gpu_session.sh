@@ -17,11 +17,14 @@
 #           1×1 (GPU 0), each profiled (sub-layers, top kernels with NCCL's) — CP scaling's
 #           Pairformer ran at 0.79× its one-GPU time, where 0.5× is the ideal (F_ONE_GPU=0:
 #           the 1×2 run only)
+#   PART=g  same seed, same weights: foldcp on 1×2 against serial Boltz2.forward (rank 0), 1,000
+#           tokens, 3 recycles, 20 steps, float32 sampling — coordinate and confidence differences
 # Usage (GPU machine, repo root). Carry: a: .payload/whl .payload/cp .git-commit;
 #   b: .payload/tp-site.tar.xz .anchor/.whl_cueq .git-commit (bench/throughput.py's recipe);
 #   c: .payload/whl .payload/cp (features_8605.pt = bench/join_inputs.py of 3605 + 2500 + 2500;
 #      CAPACITY_2GPU=N for another size) .git-commit;
-#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit; e: as a and d; f: .payload/whl
+#   d: .payload/whl .payload/cp (features_2500.pt) .git-commit; e: as a and d; f: .payload/whl;
+#   g: as d (features_1000.pt)
 #   PART=a bash bench/targets_2gpu_session.sh $OUT
 # PART may list several ("d a"): they run in that order within one call, each run's limit cut
 # to what is left of BUDGET_S (default 565 s, under the device's 10-minute call).
@@ -31,7 +34,7 @@ budget=${BUDGET_S:-565}
 left() { local own=$1 rest=$(( budget - ($(date +%s) - t0) )); echo $(( own < rest ? own : rest )); }
 export PYTHONUNBUFFERED=1 TORCH_NCCL_SHOW_EAGER_INIT_P2P_SERIALIZATION_WARNING=false
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c, d, e or f (or a list)}"; nvidia-smi -L
+echo "commit $(cat .git-commit 2>/dev/null || echo unknown) parts ${PART:?set PART=a, b, c, d, e, f or g (or a list)}"; nvidia-smi -L
 site=/tmp/foldcp-site
 wheels() { [ -d "$site/boltz" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
   --target "$site" .payload/whl/*.whl; export PYTHONPATH="$PWD:$site"; }
@@ -87,6 +90,8 @@ case $part in
        $layer --out "$out/layer_1x2.jsonl" 2>&1 | grep -v "^W1\|^\s*$" | tail -n 50
      [ "${F_ONE_GPU:-1}" = 0 ] || CUDA_VISIBLE_DEVICES=0 timeout -k 5 $(left 200) python3 $layer \
        --out "$out/layer_1x1.jsonl" 2>&1 | grep -v "^W1\|^\s*$" | tail -n 50 ;;
-  *) echo "PART must list a, b, c, d, e or f" >&2; exit 2 ;;
+  g) wheels
+     cp_run 0,1 29707 $(left 150) agreement_1x2 --tokens 1000 --recycling 3 --steps 20 ;;
+  *) echo "PART must list a, b, c, d, e, f or g" >&2; exit 2 ;;
 esac
 done
