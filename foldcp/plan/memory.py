@@ -15,19 +15,20 @@ trunk's z_init, the MSA module's input and the trunk's z during confidence stay 
 only while it has room — so peaks measured far below capacity sit above this model by up to
 those caches, and peaks measured at capacity sit just under it.
 
-Defaults are calibrated from foldcp's capacity probes of the current code, each GPU capped at
-an H100 80GB's 79.18 GiB (bench/RESULTS.md, ninth and thirteenth sessions;
-`tests/unit/test_memory_calibration.py` checks them against the recorded rows): 6,000 tokens
-on one GPU peaked at 55.45 GiB and 8,605 tokens on 1×2 at 59.46 GiB per GPU (every stage at
-full size: the probes run 2 of the 64 Pairformer blocks, each of which has the same peak).
-With fixed_gib 2.0 (the weights, 1.9 GiB), the two probes — 36 M pair positions per GPU on
-one GPU, 37 M on two, while the whole-complex term grows 2.06× — fit replicated 0.067 and pair
-1.418 GiB per (1000 tokens)², rounded up to 0.07 and 1.42 (the replicated term computed for the
-token × atom map alone is 0.03; the sixth session's code needed pair 1.95: 72-75 GiB at 36 M
-pairs per GPU). Planned capacities: about 7,100 tokens on one 80 GB GPU, 9,800 on two, 13,200 on
-four; 9,400 on one 141 GB GPU — beyond the probes the model extrapolates (12,000 on 2×2 is not
-yet measured with this code), and a complex that still runs out of memory is
-retried on the next grid (`plan.retry_out_of_memory`).
+Defaults are calibrated from foldcp's capacity probes of the current code (bench/RESULTS.md,
+ninth, thirteenth and fourteenth sessions; `tests/unit/test_memory_calibration.py` checks them
+against the recorded rows; every stage at full size: the probes run 2 of the 64 Pairformer
+blocks, each of which has the same peak): capped at an H100 80GB's 79.18 GiB, 6,000 tokens on
+one GPU peaked at 55.45 GiB and 8,605 tokens on 1×2 at 59.46 GiB per GPU; uncapped on an H200,
+8,605 tokens on one GPU at 112.66 GiB. With fixed_gib 2.0 (the weights, 1.9 GiB), the first two
+— 36 M pair positions per GPU on one GPU, 37 M on two, while the whole-complex term grows
+2.06× — fit replicated 0.067 and pair 1.418 GiB per (1000 tokens)²; the third needs the sum at
+1.495, so replicated 0.07 and pair 1.425 (each probe within 0.7 % under the model; the
+replicated term computed for the token × atom map alone is 0.03; the sixth session's code
+needed pair 1.95: 72-75 GiB at 36 M pairs per GPU). Planned capacities: about 7,070 tokens on
+one 80 GB GPU, 9,780 on two, 13,250 on four; 9,430 on one 141 GB GPU — beyond the probes the
+model extrapolates (12,000 on 2×2 is not yet measured with this code), and a complex that still
+runs out of memory is retried on the next grid (`plan.retry_out_of_memory`).
 
 The model is per token count, so it holds on any card; only the usable memory differs
 (`GPU_KINDS`). `boltz_pair_gib_per_ktoken2` is stock Boltz-2 on one GPU
@@ -43,8 +44,8 @@ from dataclasses import dataclass
 
 
 # Usable memory of one GPU as CUDA reports it (torch.cuda.get_device_properties().total_memory),
-# GiB. H100 80GB HBM3: 79.18 measured (bench/results); H200 141GB: the device tool's figure,
-# not yet measured by foldcp.
+# GiB. H100 80GB HBM3: 79.18 measured (bench/results); H200 141GB: the device tool's figure
+# (foldcp allocated 112.66 GiB on one at 8,605 tokens).
 GPU_KINDS = {"h100-80gb": 79.18, "h200-141gb": 139.0}
 
 
@@ -70,7 +71,7 @@ def memory_budget_gib(plan_config: dict) -> float:
 class MemoryModel:
     fixed_gib: float = 2.0
     replicated_gib_per_ktoken2: float = 0.07
-    pair_gib_per_ktoken2: float = 1.42
+    pair_gib_per_ktoken2: float = 1.425
     boltz_pair_gib_per_ktoken2: float = 8.6
 
     def gib_per_gpu(self, tokens: int, gpus: int) -> float:

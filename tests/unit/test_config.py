@@ -11,7 +11,7 @@ def base():
 def test_defaults_filled():
     config = validate_config(base())
     assert config["plan"]["grids"] == [1, 2, 4, 8, 16]
-    assert config["plan"]["memory_model"]["pair_gib_per_ktoken2"] == pytest.approx(1.42)
+    assert config["plan"]["memory_model"]["pair_gib_per_ktoken2"] == pytest.approx(1.425)
     assert config["plan"]["gpu_kind"] == "h100-80gb" and config["plan"]["gpu_memory_gib"] is None
     assert config["plan"]["memory_model"]["boltz_pair_gib_per_ktoken2"] == pytest.approx(8.6)
     assert config["model"]["single_gpu"] == "auto"

@@ -33,7 +33,7 @@ def test_grid_is_smallest_that_fits():
     assert choose_grid(8500, [1, 2, 4], model, h100, 0.03).gpus == 2
     assert choose_grid(8500, [1, 4], model, h100, 0.03).gpus == 4
     assert choose_grid(12000, [1, 2, 4, 8], model, h100, 0.03).gpus == 4
-    # an H200 holds 8,000 on one GPU (2 + 0.07 x 64 + 1.42 x 64 = 97 GiB of 135)
+    # an H200 holds 8,000 on one GPU (2 + 0.07 x 64 + 1.425 x 64 = 97.7 GiB of 135)
     h200 = gpu_memory_gib({"gpu_kind": "h200-141gb"})
     assert choose_grid(8000, [1, 2, 4], model, h200, 0.03).gpus == 1
     assert choose_grid(8000, [1, 2, 4], model, h100, 0.03).gpus == 2
