@@ -256,8 +256,8 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
                      max_parallel_samples: int | None = None, cuda_graphs: bool = True) -> dict:
     """Boltz2.forward's structure step on a tiled trunk output (s_trunk, s_inputs unpadded).
     cuda_graphs: replay the denoising steps as CUDA graphs where possible (same results).
-    With replicated sampling on (opt-in) and the whole pair tensor fitting each GPU, every
-    rank samples with it whole and denoises its share of the samples
+    On GPU grids where the whole pair tensor fits each GPU (replicated sampling, the
+    default there), every rank samples with it whole and denoises its share of the samples
     (replicated_sampling.py); otherwise z stays tiled."""
     steering_args = effective_steering(model.steering_args, feats)
 
