@@ -162,8 +162,10 @@ def load_model(checkpoint: ResolvedCheckpoint, settings: dict, device: torch.dev
     from boltz.model.models.boltz2 import Boltz2
 
     try:
-        # memory-mapped: only the hyper-parameters and the untrained mark are read here
-        stored = torch.load(checkpoint.path, map_location="cpu", weights_only=False, mmap=True)
+        try:  # memory-mapped: only the hyper-parameters and the untrained mark are read here
+            stored = torch.load(checkpoint.path, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError:  # not in torch.save's zip format, which mmap needs: read it whole
+            stored = torch.load(checkpoint.path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"cannot read checkpoint {checkpoint.path}: {exc}") from exc
     overrides = runtime_overrides(stored.get("hyper_parameters", {}), settings)

@@ -24,6 +24,22 @@ def test_demo_checkpoint_builds_once_and_loads_through_lightning(foldcp_cache):
     assert model.predict_args["sampling_steps"] == 2
 
 
+def test_checkpoint_in_the_legacy_format_loads(foldcp_cache, tmp_path):
+    """load_model reads the checkpoint memory-mapped, which needs torch.save's zip format; a
+    file in the legacy format is read whole instead, to the same weights."""
+    resolved = ckpt.resolve_checkpoint("demo")
+    stored = torch.load(resolved.path, map_location="cpu", weights_only=False)
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(stored, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(RuntimeError):
+        torch.load(legacy, map_location="cpu", weights_only=False, mmap=True)
+    model, untrained = ckpt.load_model(ckpt.ResolvedCheckpoint(legacy, resolved.mol_dir, False, "path"),
+                                       SETTINGS, torch.device("cpu"))
+    assert untrained  # the file's own mark, read without mmap
+    loaded = model.state_dict()
+    assert all(torch.equal(stored["state_dict"][k], loaded[k]) for k in stored["state_dict"])
+
+
 def test_no_initial_draws_skips_them_only_inside(monkeypatch):
     """Inside the context Boltz's truncated-normal draws and nn.Linear's Kaiming draws do not
     run (load_model's strict load sets every weight); outside, and after an error inside,
