@@ -10,7 +10,7 @@ import torch
 from foldcp.distributed import triton_gated_projection, triton_layer_norm
 from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
-from foldcp.distributed.pointwise import silu_gate_
+from foldcp.distributed.pointwise import add_, silu_gate_
 
 
 # Tokens are padded to a multiple of this on GPUs (grid padding, exact: padded tokens get
@@ -118,7 +118,7 @@ def assemble_rows(fn, rows: int, chunk: int, dtype: torch.dtype | None = None,
     if into is not None:
         target = into.transpose(1, 2) if transposed else into
         for r0, r1 in chunks:
-            target[:, r0:r1] += fn(r0, r1)
+            add_(target[:, r0:r1], fn(r0, r1))  # one fused pass on large blocks (pointwise.py)
         return into
     if len(chunks) == 1 and dtype is None and not transposed:
         return fn(0, rows)
@@ -205,5 +205,5 @@ def add_transition(transition, x: torch.Tensor, expansion: int = 4) -> torch.Ten
             gated = gated.view(*hidden.shape[:-1], -1)
         else:
             gated = silu_gate_(transition.fc1(hidden), transition.fc2(hidden))
-        x[:, r0:r1] += transition.fc3(gated)
+        add_(x[:, r0:r1], transition.fc3(gated))  # one fused pass on large blocks (pointwise.py)
     return x

@@ -12,6 +12,7 @@ intermediates such as sigmoid(logits) in float32 where eager rounds them to bf16
 
     gate_(x, logits, keep)          x *= sigmoid(logits) (· keep, when keep is given): in place
     add_gated_(z, x, logits)        z += x · sigmoid(logits): in place
+    add_(z, x)                      z += x: in place (any strides; z float32, x bf16 in folds)
     silu_gate_(a, b)                a = silu(a) · b: in place
 
 On GPUs a chain is compiled where its first tensor has at least COMPILE_MIN_ELEMENTS elements
@@ -43,6 +44,13 @@ def _gate(x: torch.Tensor, logits: torch.Tensor, keep: torch.Tensor | None) -> t
 
 def _add_gated(z: torch.Tensor, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return z.add_(x * torch.sigmoid(logits))
+
+
+def _add(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # The residual adds of bf16 updates into the float32 pair track: eagerly PyTorch's
+    # non-vectorised mixed-dtype kernel (8.9 ms of a 175 ms layer at 2,512 tokens on an H200,
+    # 14 calls: bench/RESULTS.md, fourteenth session); compiled, one vectorised pass.
+    return z.add_(x)
 
 
 def _silu_gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -109,4 +117,5 @@ def _wanted(x: torch.Tensor) -> bool:
 
 gate_ = _Fused(_gate)
 add_gated_ = _Fused(_add_gated)
+add_ = _Fused(_add)
 silu_gate_ = _Fused(_silu_gate)

@@ -42,7 +42,7 @@ from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.fused_attention import LseMerge, block_attention
 from foldcp.distributed.grid import Grid
 from foldcp.distributed.layout import Layout, assemble_rows, chunk_rows, compute_dtype, normed_rows
-from foldcp.distributed.pointwise import gate_
+from foldcp.distributed.pointwise import add_, gate_
 
 
 class DistTriangleAttention(nn.Module):
@@ -75,7 +75,7 @@ class DistTriangleAttention(nn.Module):
                                   transposed_out=True, into=into)
         out = self._starting(transpose_pair(x, grid, n), transpose_pair(mask, grid, n), layout)
         out = transpose_pair(out, grid, n)
-        return out if into is None else into.add_(out)
+        return out if into is None else add_(into, out)
 
     def _starting(self, x: torch.Tensor, mask: torch.Tensor, layout: Layout,
                   bias_rows: torch.Tensor | None = None, transposed_out: bool = False,

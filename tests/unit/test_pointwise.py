@@ -55,6 +55,20 @@ def test_add_gated_into_float32_from_bfloat16(monkeypatch):
 
 
 @needs_compiler
+@pytest.mark.parametrize("transposed", [False, True])
+def test_add_into_float32_from_bfloat16(transposed, monkeypatch):
+    """The residual add of a bf16 update into the float32 pair track, also through a
+    transposed view of it (the ending node's rows are z's columns)."""
+    def make():
+        z = random(1, 6, 5, 16)
+        update = random(1, *((5, 6) if transposed else (6, 5)), 16, dtype=torch.bfloat16, seed=1)
+        return z.transpose(1, 2) if transposed else z, update
+    want, got = eager_and_compiled(pointwise._add, make, monkeypatch)
+    assert got.dtype == torch.float32 and got.is_contiguous() != transposed
+    torch.testing.assert_close(got, want, rtol=0, atol=0)  # one rounding either way
+
+
+@needs_compiler
 def test_silu_gate(monkeypatch):
     want, got = eager_and_compiled(pointwise._silu_gate,
                                    lambda: (random(3, 7, 32), random(3, 7, 32, seed=1)), monkeypatch)
