@@ -54,10 +54,9 @@ def _broadcast_blocks(blocks_shape, layout: Layout, mine: torch.Tensor, dtype, d
         if owner == grid.rank:
             buffer = mine.contiguous()
         else:
-            p, q = divmod(owner, grid.cols)
-            r0, r1 = grid.row_range(layout.n_padded, p)
-            c0, c1 = grid.col_range(layout.n_padded, q)
-            buffer = torch.empty((*blocks_shape, r1 - r0, c1 - c0), dtype=dtype, device=device)
+            rows, cols = grid.block_of(layout.n_padded, owner)
+            buffer = torch.empty((*blocks_shape, rows.stop - rows.start, cols.stop - cols.start),
+                                 dtype=dtype, device=device)
         work = dist.broadcast(buffer, owner, async_op=True) if grid.size > 1 else None
         return owner, buffer, work
 
