@@ -5,7 +5,8 @@
 #             multiple of LAYER_MULTIPLE (1; 16 = as folds run, padded tokens masked): the code in
 #             .payload/old (an earlier commit's foldcp/, `git archive C foldcp`) if present,
 #             then this tree's with FOLDCP_COMPILE=0 (element-wise chains unfused, pointwise.py),
-#             then this tree's as it runs, profiled (sub-layers and top kernels), then with
+#             then this tree's as it runs, profiled (sub-layers and top kernels), then (unfused)
+#             with FOLDCP_FUSED_TRANSITION=0, profiled, then with
 #             FOLDCP_GATED_KERNEL=0 (triton_gated_projection.py off), profiled, and (only when
 #             LAYER_RUNS names it: chunks) with FOLDCP_SMALL_CHUNK_MIB=${SMALL_CHUNK_MIB:-0}
 #             (another small-chunk budget; 0 = every block row-chunked as before), profiled; LAYER_RUNS picks among these
@@ -17,6 +18,9 @@
 #             sampling mode) at ATTENTION_TOKENS: CUDA-core float32 dots against three TF32
 #             products ("tf32x3"), each with its error against float64 (SWEEP=1: all tiles)
 #   gemm      the triangle products alone: batched bf16 GEMMs (bench/trimul_gemm.py)
+#   transition the pair transition at TRANSITION_TOKENS (2512 1008): the fused kernel
+#             (triton_transition.py) against the unfused path (bench/transition_kernel.py;
+#             SWEEP=1: its tiles)
 #   profile   one fold at PROFILE_TOKENS (2500), 1 recycle, 3 steps, eager steps: its second
 #             Pairformer pass and second denoising step profiled (cp_model.py --profile-*)
 #   sampling  one fold at each of SAMPLING_TOKENS (2500 1000), no recycles, 30 steps, TF32, CUDA
@@ -66,6 +70,8 @@ for part in $PARTS; do
              old) [ -d .payload/old/foldcp ] && layer "$PWD/.payload/old" old ;;
              eager) FOLDCP_COMPILE=0 layer "$PWD" "$commit-eager" ;;  # element-wise chains unfused
              current) layer "$PWD" "$commit" --profile --top 40 ;;
+             # the pair transition unfused (triton_transition.py off)
+             unfused) FOLDCP_FUSED_TRANSITION=0 layer "$PWD" "$commit-unfused-transition" --profile --top 40 ;;
              # without the gated-projection kernel (triangle multiplication, pair transition)
              ungated) FOLDCP_GATED_KERNEL=0 layer "$PWD" "$commit-no-gated-kernel" --profile --top 40 ;;
              # another small-chunk budget than layout.SMALL_CHUNK_MIB's (0: off)
@@ -82,6 +88,9 @@ for part in $PARTS; do
     attention32) timeout -k 5 "$(left)" python3 bench/attention_kernels.py --single-track --float32 \
                    --tokens ${ATTENTION_TOKENS:-2048 3072} ${SWEEP:+--sweep} --out "$out/attention32.jsonl" 2>&1 \
                    | grep -v "^{" | tail -n 30 ;;
+    transition) timeout -k 5 "$(left)" python3 bench/transition_kernel.py \
+                  --tokens ${TRANSITION_TOKENS:-2512 1008} ${SWEEP:+--sweep} --out "$out/transition.jsonl" 2>&1 \
+                  | grep -v "^{" | tail -n 30 ;;
     gemm) timeout -k 5 "$(left)" python3 bench/trimul_gemm.py --tokens ${GEMM_TOKENS:-2048 2512} \
             --out "$out/gemm.jsonl" 2>&1 | grep -v "^{" ;;
     profile) cp_run 0 29704 "$(left)" profile --no-serial --tokens "${PROFILE_TOKENS:-2500}" --recycling 1 \

@@ -20,6 +20,10 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    channel-first, the transition's silu gate channel-last), then inside the triangle
    multiplications and a layer (transition included) on CPU grids vs serial Boltz, its calls
    counted.
+6. The fused pair transition (norm, silu-gated hidden layer, output and residual add in one
+   kernel; on by default) alone vs float64 on a strided block view (hidden sizes off its
+   slices, float32 and float16 compute), then inside a layer on CPU grids, its calls counted;
+   with FOLDCP_FUSED_TRANSITION=0 the unfused path runs instead.
 """
 
 import os
@@ -31,6 +35,7 @@ from foldcp.distributed import (
     triton_attention,
     triton_gated_projection,
     triton_layer_norm,
+    triton_transition,
 )
 from tests.distributed.harness import run_on_grid
 from tests.distributed import test_pairformer
@@ -144,8 +149,35 @@ def check_gated_projection_alone() -> None:
             torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
 
 
+def check_transition_alone() -> None:
+    from boltz.model.layers.transition import Transition
+
+    from foldcp.model.weights import randomize_weights
+
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 1e-2)):
+        # hidden 40 (two 32-unit slices under the interpreter, the second partial) and 96
+        for channels, hidden in ((16, 40), (32, 96)):
+            transition = Transition(channels, hidden).double()
+            randomize_weights(transition, seed=5, std=0.3)
+            torch.manual_seed(1)
+            block = torch.randn(2, 9, 12, channels, dtype=torch.float64)
+            x = block[:, 1:8, 2:11]  # a strided view: rows and columns off the whole block
+            with torch.inference_mode():
+                want = x + transition(x)
+            got = block.float()
+            got_view = got[:, 1:8, 2:11]
+            with torch.inference_mode():
+                out = triton_transition.add_transition_(got_view, transition.float(), dtype)
+            assert out is got_view
+            torch.testing.assert_close(got_view.double(), want, rtol=tol, atol=tol)
+            outside = torch.ones(block.shape[:3], dtype=torch.bool)
+            outside[:, 1:8, 2:11] = False
+            assert torch.equal(got[outside], block.float()[outside])  # nothing else written
+            assert (want - x).abs().mean() > 0.1  # a real update
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
-    calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0}
+    calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0, "transition": 0}
 
     def counted(module, name, key):
         original = getattr(module, name)
@@ -158,6 +190,7 @@ def count_kernel_calls(grid, kind, n, dtype, seed):
     counted(triton_attention, "shared_bias_attention", "attention")
     counted(triton_layer_norm, "layer_norm", "layer_norm")
     counted(triton_gated_projection, "gated_projection", "gated_projection")
+    counted(triton_transition, "add_transition_", "transition")
     test_pairformer.LargestTensor = NoGuard
     compare_on_grid(grid, kind, n, dtype, seed)
     return calls
@@ -211,8 +244,10 @@ def main() -> None:
     check_layer_norm_alone()
     check_layer_norm_offsets_past_2_31()
     check_gated_projection_alone()
+    check_transition_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     os.environ["FOLDCP_GATED_KERNEL"] = "0"  # the forked ranks inherit it: GEMMs + gates here
+    os.environ["FOLDCP_FUSED_TRANSITION"] = "0"  # and the transition unfused
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
                              ("tri_mul_in", 2, 1), ("attention", 1, 1), ("attention", 1, 2),
                              ("layer", 2, 1)):
@@ -221,10 +256,19 @@ def main() -> None:
             assert rank_calls["layer_norm"] > 0, (kind, rows, cols, calls)
             assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
             assert rank_calls["gated_projection"] == 0, (kind, rows, cols, calls)  # turned off
+            assert rank_calls["transition"] == 0, (kind, rows, cols, calls)
     del os.environ["FOLDCP_GATED_KERNEL"]  # the default: the gated-projection kernel on
-    for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1)):
+    # the unfused transition takes the gated kernel's silu path (GPUs that cannot build the
+    # fused transition)
+    calls = run_on_grid(2, 1, count_kernel_calls, "layer", 21, torch.float32, 12)
+    assert all(c["gated_projection"] > 0 and c["transition"] == 0 for c in calls), calls
+    del os.environ["FOLDCP_FUSED_TRANSITION"]  # the default: the transition fused
+    for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1),
+                             ("layer", 1, 2)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
         assert all(rank_calls["gated_projection"] > 0 for rank_calls in calls), (kind, calls)
+        expected = 1 if kind == "layer" else 0  # one call per layer: the whole block at once
+        assert all(rank_calls["transition"] == expected for rank_calls in calls), (kind, calls)
     for rows, cols in ((1, 1), (1, 2)):
         calls = run_on_grid(rows, cols, token_transformer_vs_boltz)
         assert all(count == 2 for count in calls), (rows, cols, calls)  # one per layer
