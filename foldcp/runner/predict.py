@@ -16,6 +16,10 @@ the complexes without one, after removing what their interrupted run left. An ou
 cannot be written (disk full, unwritable folder) stops the batch with an OutputError naming
 the file: it is not the complex's failure, and the complexes after it would hit it too.
 
+On a GPU a worker process writes each complex's files while the next one folds
+(`model.write_behind`, write_behind.py): a complex counts as finished — its status row
+written, its done.json in place — only once its files are; a killed job leaves it unfinished.
+
 Out of memory. A batch runs on its plan grid first; the workflow's later attempts run it on
 the next allowed grids (foldcp.plan.resources). A complex that runs out of memory on a grid
 that is not the last (``final=False``) makes the run ask for a retry (`RETRY_EXIT_CODE`, no
@@ -52,13 +56,8 @@ from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
 from foldcp.model.sampling_precision import sampling_precision
 from foldcp.plan.memory import MemoryModel, memory_budget_gib
 from foldcp.runner.featurize import featurize
-from foldcp.runner.outputs import (
-    clear_unfinished,
-    confidence_summary,
-    is_done,
-    write_done,
-    write_sample,
-)
+from foldcp.runner.outputs import clear_unfinished, confidence_summary, is_done
+from foldcp.runner.write_behind import PendingWrite, WriteBehind, write_complex
 
 STATUS_COLUMNS = ["batch_id", "complex_id", "status", "error", "runtime_s", "device", "untrained"]
 # `foldcp predict` / `record-failure` exit with this when a complex ran out of memory on a grid
@@ -191,6 +190,11 @@ class BatchPredictor:
         self.ahead = None  # FeaturizeAhead, where featurize_ahead() started one
         if complexes is not None:
             self.featurize_ahead(config, msa_dir, complexes, proteins)
+        # files written by a worker behind the next fold (write_behind.py), on the writer rank
+        setting = self.settings["write_behind"]
+        if setting == "auto":
+            setting = self.device.type == "cuda" and complexes is not None and len(complexes) > 1
+        self.writer = WriteBehind() if setting and self.is_writer else None
         # the manifests' checkpoint digest, made beside the model load (hashlib leaves the GIL
         # to the loading thread; ~1.3 s for a 2 GB checkpoint on a CPU machine)
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as hashing:
@@ -272,10 +276,14 @@ class BatchPredictor:
         if self.ahead is not None:
             self.ahead.close()
             self.ahead = None
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()  # after the write in hand: nothing half-done is dropped
+            self.writer = None
 
-    def fold(self, complex_, proteins, directory: Path) -> dict | None:
-        """Featurize, run Boltz-2 and write all files of one complex; return its manifest
-        (None on ranks other than the writer)."""
+    def fold(self, complex_, proteins, directory: Path) -> dict | PendingWrite | None:
+        """Featurize, run Boltz-2 and write all files of one complex; return its manifest,
+        or — files written behind the next fold — its PendingWrite, not yet started (its
+        result() is the manifest once written); None on ranks other than the writer."""
         started = time.time()
         if self.ahead is not None:
             featurized = self.ahead.take(complex_)
@@ -307,15 +315,15 @@ class BatchPredictor:
         atom_mask = featurized.features["atom_pad_mask"][0].bool()
         chain_names = [c["chain"] for c in featurized.chains]
         untrained = self.untrained
-        files = {}
-        for sample in range(self.settings["diffusion_samples"]):
-            coords = out["sample_atom_coords"][sample][atom_mask.to(self.device)].float().cpu().numpy()
-            files |= write_sample(
-                directory, sample, featurized.structure, coords,
-                out["plddt"][sample].float().cpu().numpy(),
-                out["pae"][sample].float().cpu().numpy(),
-                confidence_summary(out, sample, chain_names, untrained), untrained,
-            )
+        # everything the files need, on the host: they are written here or by the worker
+        samples = [dict(
+            structure=featurized.structure,
+            coords=out["sample_atom_coords"][sample][atom_mask.to(self.device)].float().cpu().numpy(),
+            plddt=out["plddt"][sample].float().cpu().numpy(),
+            pae=out["pae"][sample].float().cpu().numpy(),
+            confidence=confidence_summary(out, sample, chain_names, untrained),
+            untrained=untrained,
+        ) for sample in range(self.settings["diffusion_samples"])]
         manifest = {
             "complex_id": complex_.id,
             "spec": complex_.spec,
@@ -336,17 +344,19 @@ class BatchPredictor:
             "grid": f"{self.grid.rows}x{self.grid.cols}" if self.grid else "1x1",
             "foldcp_version": __version__,
             "boltz_version": metadata.version("boltz"),
-            "runtime_s": round(time.time() - started, 3),
+            "runtime_s": None,  # fold start to done.json (write_complex)
             # where runtime_s went: features (made here, or waited for from the worker that
             # makes them ahead), the model (a batch's first fold also compiles kernels), files
+            # (write_complex adds "write": written here or, behind the next fold, by a worker)
             "timings_s": {"featurize": round(featurized_at - started, 3),
-                          "model": round(folded_at - featurized_at, 3),
-                          "write": round(time.time() - folded_at, 3)},
-            "files": list(files),
-            "file_checks": files,
+                          "model": round(folded_at - featurized_at, 3)},
+            "files": None,
+            "file_checks": None,
         }
-        write_done(directory, manifest)
-        return manifest
+        job = dict(directory=directory, samples=samples, manifest=manifest, started=started)
+        if self.writer is not None:
+            return self.writer.write(job)  # started by run_batch: see write_behind.py
+        return write_complex(**job)
 
 
 def _plan_batch(plan_path: str | Path, batch_id: str) -> pd.DataFrame:
@@ -404,9 +414,50 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                            error=earlier["error"], runtime_s=0.0)
         work.append((complex_, directory, skipped))
     to_fold = [complex_ for complex_, _, skipped in work if skipped is None]
+    pending = None  # (complex, folder, start, its PendingWrite): written while the next folds
+
+    def stopped(complex_, error: OutputError) -> OutputError:
+        done = sum(r["status"] in ("ok", "already_done") for r in rows)
+        return OutputError(
+            f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
+            f"complexes finished and kept with their done.json; this one and the rest run "
+            f"when the batch runs again)")
+
+    def failed(complex_, directory, started, error: Exception) -> None:
+        """A complex's own failure: recorded beside it and in the table; the batch goes on."""
+        status = "out_of_memory" if is_out_of_memory(error) else "failed"
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        message = f"{type(error).__name__}: {error}"[:2000]
+        if status == "out_of_memory":
+            message = f"on {grid_size} GPU(s): {message}"
+        write_text(directory / "error.log", "".join(traceback.format_exception(error)))
+        write_failure(directory, status, message, grid_size)
+        rows.append(dict(complex_id=complex_.id, status=status, error=message,
+                         runtime_s=round(time.time() - started, 3)))
+        print(f"[foldcp] {complex_.id}: {status}: {error}", flush=True)
+
+    def settle() -> None:
+        """The complex whose files were being written: its row once they are."""
+        nonlocal pending
+        if pending is None:
+            return
+        complex_, directory, started, write = pending
+        pending = None
+        try:
+            manifest = write.result()
+        except OutputError as error:
+            raise stopped(complex_, error) from error
+        except Exception as error:  # noqa: BLE001 - as a failure of the fold itself
+            failed(complex_, directory, started, error)
+        else:
+            rows.append(dict(complex_id=complex_.id, status="ok", error="",
+                             runtime_s=manifest["runtime_s"]))
+
     try:
         for complex_, directory, skipped in work:
             if skipped is not None:
+                settle()
                 rows.append(skipped)
                 continue
             started = time.time()
@@ -416,15 +467,17 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                 if predictor is None:
                     predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir,
                                                complexes=to_fold, proteins=proteins)
-                predictor.fold(complex_, proteins, directory)
-                rows.append(dict(complex_id=complex_.id, status="ok", error="",
-                                 runtime_s=round(time.time() - started, 3)))
+                result = predictor.fold(complex_, proteins, directory)
+                settle()  # the one before: written while this one folded
+                if isinstance(result, PendingWrite):
+                    result.start()  # after the write before it succeeded
+                    pending = (complex_, directory, started, result)
+                else:
+                    rows.append(dict(complex_id=complex_.id, status="ok", error="",
+                                     runtime_s=round(time.time() - started, 3)))
             except OutputError as error:
-                done = sum(r["status"] in ("ok", "already_done") for r in rows)
-                raise OutputError(
-                    f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
-                    f"complexes finished and kept with their done.json; this one and the rest run "
-                    f"when the batch runs again)") from error
+                settle()
+                raise stopped(complex_, error) from error
             except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
                 if predictor is None or predictor.grid is not None:
                     # The model could not be loaded (nothing in this batch can run), or a grid
@@ -433,21 +486,14 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     # stops the rest and the workflow records the failure.
                     rank = rank_from_env() if predictor is None else predictor.grid.rank
                     write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
+                    settle()
                     raise
-                status = "out_of_memory" if is_out_of_memory(error) else "failed"
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                message = f"{type(error).__name__}: {error}"[:2000]
-                if status == "out_of_memory":
-                    message = f"on {grid_size} GPU(s): {message}"
-                write_text(directory / "error.log", traceback.format_exc())
-                write_failure(directory, status, message, grid_size)
-                rows.append(dict(complex_id=complex_.id, status=status, error=message,
-                                 runtime_s=round(time.time() - started, 3)))
-                print(f"[foldcp] {complex_.id}: {status}: {error}", flush=True)
+                settle()
+                failed(complex_, directory, started, error)
+        settle()
     finally:
         if predictor is not None:
-            predictor.close()  # the featurizing worker, where one runs
+            predictor.close()  # the featurizing and writing workers, where they run
     if predictor is not None and not predictor.is_writer:
         return pd.DataFrame(columns=STATUS_COLUMNS)
     table = _status_table(rows, batch_id, str(predictor.device) if predictor else "",

@@ -1,6 +1,7 @@
 """foldcp predict on the demo model: outputs, reruns, failures, determinism, result tables."""
 
 import json
+import logging
 import shutil
 
 import gemmi
@@ -14,7 +15,9 @@ from foldcp.analyze.tables import batch_tables, ranked_table
 from foldcp.config import validate_config
 from foldcp.model.checkpoint import sha256_of
 from foldcp.plan import plan_screen
-from foldcp.runner import predict
+from foldcp.errors import OutputError
+from foldcp.runner import predict, write_behind
+from foldcp.runner.outputs import is_done
 
 FASTA = """>sp|P11540|BARS_BACAM Barstar
 MKKAVINGEQIRSISDLHQTLKKELALPEYYGENLDALWDCLTGWVEYPLVLEWRQFEQSKQLTENGAESVLQVFREAKAEGCDITIILS
@@ -333,6 +336,76 @@ def test_featurizing_ahead_gives_the_same_outputs(screen):
             assert np.array_equal(
                 np.load(outputs[True] / complex_id / f"pae_model_{sample}.npz")["pae"],
                 np.load(outputs[False] / complex_id / f"pae_model_{sample}.npz")["pae"])
+
+
+def test_writing_behind_gives_the_same_outputs(screen):
+    """`model.write_behind: true`: a worker process writes each complex's files while the next
+    folds; every file equals the in-process run's, and each complex's status row and done.json
+    come once its files are written (done.json's runtime covers the write)."""
+    outputs = {behind: run_with(screen, "write_behind", behind) for behind in (False, True)}
+    config, root, batch = screen
+    for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
+        done = {b: json.loads((outputs[b] / complex_id / "done.json").read_text()) for b in outputs}
+        assert done[True]["file_checks"] == done[False]["file_checks"]  # same bytes, same SHA-256
+        assert done[True]["files"] == done[False]["files"] and len(done[True]["files"]) == 8
+        assert done[True].keys() == done[False].keys()
+        timings = done[True]["timings_s"]
+        assert set(timings) == {"featurize", "model", "write"} and timings["write"] > 0
+        assert done[True]["runtime_s"] >= timings["model"] + timings["write"]
+    table = pd.read_parquet(outputs[True] / "batches" / f"{batch}.parquet").set_index("complex_id")
+    for complex_id, row in table.iterrows():
+        done = json.loads((outputs[True] / complex_id / "done.json").read_text())
+        assert row["status"] == "ok" and row["runtime_s"] == done["runtime_s"]
+
+
+def test_a_write_that_fails_behind_the_next_fold_stops_the_batch_there(screen):
+    """The worker cannot write pepAx2 (a file stands where its folder goes): the batch stops
+    with the error naming it once the fold after it ends; that fold's complex is not written
+    (no write starts after a failed one; it folds again on the rerun), the one before is
+    finished and kept."""
+    config, root, batch = screen
+    config["model"]["write_behind"] = True
+    pred = root / "pred"
+    pred.mkdir()
+    (pred / "pepAx2").write_text("in the way\n")
+    with pytest.raises(OutputError) as error:
+        run(screen)
+    assert f"cannot write {pred / 'pepAx2'}" in str(error.value)
+    assert f"batch {batch} stopped at pepAx2 (1 of 3 complexes finished" in str(error.value)
+    assert is_done(pred / "P11540__pepA")
+    assert not (pred / "pepA__pepB" / "done.json").exists()
+    assert not (pred / "batches").exists()
+    (pred / "pepAx2").unlink()
+    again = run(screen).set_index("complex_id")["status"].to_dict()
+    assert again == {"P11540__pepA": "already_done", "pepAx2": "ok", "pepA__pepB": "ok"}
+
+
+def test_a_writing_worker_that_dies_loses_nothing(screen, monkeypatch, caplog):
+    """The writing worker is killed before the second complex's write: that write and the
+    rest are done in the job's own process, with the same files."""
+    reference = run_with(screen, "write_behind", False)
+    real_start = write_behind.PendingWrite.start
+    submitted = []
+
+    def killing_start(self):
+        if self.started:
+            return real_start(self)
+        submitted.append(self.job["manifest"]["complex_id"])
+        if len(submitted) == 2:
+            for process in list(self.owner.pool._processes.values()):
+                process.kill()
+                process.join()
+        return real_start(self)
+
+    monkeypatch.setattr(write_behind.PendingWrite, "start", killing_start)
+    with caplog.at_level(logging.WARNING):
+        out = run_with(screen, "write_behind", True)
+    assert len(submitted) == 3
+    assert "the writing worker stopped" in caplog.text
+    for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
+        assert is_done(out / complex_id)
+        assert json.loads((out / complex_id / "done.json").read_text())["file_checks"] == \
+            json.loads((reference / complex_id / "done.json").read_text())["file_checks"]
 
 
 def test_predict_command_sets_the_allocator_before_cuda(monkeypatch, tmp_path):
