@@ -11,7 +11,9 @@ for each chunk the keys and values of its rows arrive block by block around the 
 blocks is exact.
 
 On CUDA each (row chunk, key block) is one fused attention call that also returns the
-log-sum-exp, and blocks merge through it (fused_attention.py). The kernel takes one bias
+log-sum-exp, and blocks merge through it (fused_attention.py). Where the update is added into
+z (every layer), each chunk's gate, output projection and add are one more kernel
+(triton_gated_output.py). The kernel takes one bias
 [H, J, K] shared by every row i (never copied per row or per chunk): β with the pair mask
 added as a per-key bias once per call, in the copy that lays β out with keys contiguous.
 That is exact because Boltz's pair mask is the outer product of the token mask (checked on
@@ -36,12 +38,19 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from foldcp.distributed import fused_attention
+from foldcp.distributed import fused_attention, triton_gated_output
 from foldcp.distributed.comm import RingShift, all_gather_cat, transpose_pair
 from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.fused_attention import LseMerge, block_attention
 from foldcp.distributed.grid import Grid
-from foldcp.distributed.layout import Layout, assemble_rows, chunk_rows, compute_dtype, normed_rows
+from foldcp.distributed.layout import (
+    Layout,
+    assemble_rows,
+    chunk_rows,
+    compute_dtype,
+    normed_rows,
+    row_chunks,
+)
 from foldcp.distributed.pointwise import add_, gate_
 
 
@@ -110,7 +119,8 @@ class DistTriangleAttention(nn.Module):
             *(p for layer in (mha.linear_q, mha.linear_k, mha.linear_v, mha.linear_g)
               for p in layer.parameters()))
 
-        def rows_of_output(r0: int, r1: int) -> torch.Tensor:
+        def attended(r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """The attention's output o [B, r, J, H, d] and the gate's logits [B, r, J, H·d]."""
             # (record_function labels: bench profiles split the sub-layer's time)
             with record_function("foldcp.tri_att.qkvg"):
                 # q, k, v and the gate's logits from one GEMM: each chunk of x read once
@@ -119,15 +129,27 @@ class DistTriangleAttention(nn.Module):
             blocks = self._key_blocks(k, v, mask[:, r0:r1], layout)
             with record_function("foldcp.tri_att.attention"):
                 if fused:
-                    o = self._fused_blocks(q, blocks, bias_rows)
-                else:
-                    o = self._streamed_blocks(q, blocks, bias_rows, layout)
+                    return self._fused_blocks(q, blocks, bias_rows), g
+                return self._streamed_blocks(q, blocks, bias_rows, layout), g
+
+        def rows_of_output(r0: int, r1: int) -> torch.Tensor:
+            o, g = attended(r0, r1)
             with record_function("foldcp.tri_att.gate_out"):
                 gated = gate_(o, g.view(batch, r1 - r0, cols, heads, width), None)  # o · sigmoid(g)
                 return mha.linear_o(gated.reshape(batch, r1 - r0, cols, heads * width))
 
-        return assemble_rows(rows_of_output, rows, self._chunk(rows, cols, n, heads, fused, x.element_size()),
-                             transposed=transposed_out, into=into)
+        chunk = self._chunk(rows, cols, n, heads, fused, x.element_size())
+        if into is not None and triton_gated_output.applies(into, mha.linear_o):
+            # gate, output projection and the add into z one kernel per chunk (no update made)
+            target = into.transpose(1, 2) if transposed_out else into
+            for r0, r1 in row_chunks(rows, chunk):
+                o, g = attended(r0, r1)
+                with record_function("foldcp.tri_att.gate_out"):
+                    if triton_gated_output.add_gated_output_or_none(
+                            target[:, r0:r1], o, g, mha.linear_o) is None:  # cannot build here
+                        add_(target[:, r0:r1], mha.linear_o(gate_(o, g.view(o.shape), None).reshape(*o.shape[:3], -1)))
+            return into
+        return assemble_rows(rows_of_output, rows, chunk, transposed=transposed_out, into=into)
 
     def _chunk(self, rows: int, cols: int, n: int, heads: int, fused: bool, itemsize: int) -> int:
         """Rows per chunk: the fused kernel holds no scores, so ~1/8 of the block (more for

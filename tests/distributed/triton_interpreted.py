@@ -24,6 +24,10 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    kernel; on by default) alone vs float64 on a strided block view (hidden sizes off its
    slices, float32 and float16 compute), then inside a layer on CPU grids, its calls counted;
    with FOLDCP_FUSED_TRANSITION=0 the unfused path runs instead.
+7. The triangle attention's gated output kernel (gate, output projection, add into z) alone vs
+   float64 — o as a heads view, z a strided and a transposed view, sizes off its blocks —
+   then inside layers on CPU grids (starting and ending node, each adding into z), its calls
+   counted; with FOLDCP_GATED_OUTPUT_KERNEL=0 the unfused path.
 """
 
 import os
@@ -33,6 +37,7 @@ import torch
 from foldcp.distributed import (
     fused_attention,
     triton_attention,
+    triton_gated_output,
     triton_gated_projection,
     triton_layer_norm,
     triton_transition,
@@ -176,8 +181,44 @@ def check_transition_alone() -> None:
             assert (want - x).abs().mean() > 0.1  # a real update
 
 
+def check_gated_output_alone() -> None:
+    torch.manual_seed(2)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 1e-2)):
+        for heads, width, channels in ((2, 4, 8), (3, 4, 12), (4, 8, 16)):  # 12: off the blocks
+            # Boltz-2's has no bias; a bias is added where one is
+            linear_o = torch.nn.Linear(heads * width, channels, bias=channels == 12).double()
+            torch.nn.init.normal_(linear_o.weight, std=0.3)
+            if linear_o.bias is not None:
+                torch.nn.init.normal_(linear_o.bias)
+            rows, cols = 5, 7
+            # o as the attention leaves it: [B, r, J, H, d] viewed from [B, r, H, J, d] memory
+            o = torch.randn(2, rows, heads, cols, width).to(dtype).transpose(2, 3)
+            # g a quarter of a q|k|v|g GEMM's output: strided rows
+            g = torch.randn(2, rows, cols, 4 * heads * width).to(dtype)[..., -heads * width:]
+            gated = o.double() * torch.sigmoid(g.double().view(o.shape))
+            update = linear_o(gated.reshape(2, rows, cols, -1))
+            for transposed in (False, True):
+                shape = (cols + 3, rows + 2) if transposed else (rows + 2, cols + 3)
+                base = torch.randn(2, *shape, channels, dtype=torch.float64)
+                whole = base.transpose(1, 2) if transposed else base
+                z = whole[:, 1:rows + 1, 2:cols + 2]  # [B, r, J, C] view, strided either way
+                want = z + update
+                got_base = base.float()
+                got_whole = got_base.transpose(1, 2) if transposed else got_base
+                target = got_whole[:, 1:rows + 1, 2:cols + 2]
+                with torch.inference_mode():
+                    out = triton_gated_output.add_gated_output_(target, o, g, linear_o.float())
+                assert out is target
+                torch.testing.assert_close(target.double(), want.detach(), rtol=tol, atol=tol)
+                outside = torch.ones(got_whole.shape[:3], dtype=torch.bool)
+                outside[:, 1:rows + 1, 2:cols + 2] = False
+                assert torch.equal(got_whole[outside], whole.float()[outside])  # nothing else
+            assert update.abs().mean() > 0.1
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
-    calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0, "transition": 0}
+    calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0, "transition": 0,
+             "gated_output": 0}
 
     def counted(module, name, key):
         original = getattr(module, name)
@@ -191,6 +232,7 @@ def count_kernel_calls(grid, kind, n, dtype, seed):
     counted(triton_layer_norm, "layer_norm", "layer_norm")
     counted(triton_gated_projection, "gated_projection", "gated_projection")
     counted(triton_transition, "add_transition_", "transition")
+    counted(triton_gated_output, "add_gated_output_", "gated_output")
     test_pairformer.LargestTensor = NoGuard
     compare_on_grid(grid, kind, n, dtype, seed)
     return calls
@@ -245,9 +287,11 @@ def main() -> None:
     check_layer_norm_offsets_past_2_31()
     check_gated_projection_alone()
     check_transition_alone()
+    check_gated_output_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     os.environ["FOLDCP_GATED_KERNEL"] = "0"  # the forked ranks inherit it: GEMMs + gates here
     os.environ["FOLDCP_FUSED_TRANSITION"] = "0"  # and the transition unfused
+    os.environ["FOLDCP_GATED_OUTPUT_KERNEL"] = "0"  # and the triangle attention's output
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
                              ("tri_mul_in", 2, 1), ("attention", 1, 1), ("attention", 1, 2),
                              ("layer", 2, 1)):
@@ -257,18 +301,25 @@ def main() -> None:
             assert rank_calls["attention"] > 0 or kind.startswith("tri_mul"), (kind, rows, cols, calls)
             assert rank_calls["gated_projection"] == 0, (kind, rows, cols, calls)  # turned off
             assert rank_calls["transition"] == 0, (kind, rows, cols, calls)
+            assert rank_calls["gated_output"] == 0, (kind, rows, cols, calls)
     del os.environ["FOLDCP_GATED_KERNEL"]  # the default: the gated-projection kernel on
     # the unfused transition takes the gated kernel's silu path (GPUs that cannot build the
     # fused transition)
     calls = run_on_grid(2, 1, count_kernel_calls, "layer", 21, torch.float32, 12)
     assert all(c["gated_projection"] > 0 and c["transition"] == 0 for c in calls), calls
     del os.environ["FOLDCP_FUSED_TRANSITION"]  # the default: the transition fused
+    del os.environ["FOLDCP_GATED_OUTPUT_KERNEL"]  # and the triangle attention's output
     for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1),
                              ("layer", 1, 2)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
         assert all(rank_calls["gated_projection"] > 0 for rank_calls in calls), (kind, calls)
         expected = 1 if kind == "layer" else 0  # one call per layer: the whole block at once
         assert all(rank_calls["transition"] == expected for rank_calls in calls), (kind, calls)
+        # in a layer the starting node adds into z through it, and on grids of one row the
+        # ending node too (with more rows its transposed update is added afterwards)
+        least = 0 if kind != "layer" else 2 if rows == 1 else 1
+        assert all((rank_calls["gated_output"] >= least) and (least or not rank_calls["gated_output"])
+                   for rank_calls in calls), (kind, calls)
     for rows, cols in ((1, 1), (1, 2)):
         calls = run_on_grid(rows, cols, token_transformer_vs_boltz)
         assert all(count == 2 for count in calls), (rows, cols, calls)  # one per layer
