@@ -4,7 +4,9 @@
 #   PART=a  3,605 tokens × 5 samples, full default, on 1×2 with TF32 sampling (target ≤ 150 s)
 #   PART=b  screening throughput, both sides in one call: stock `boltz predict` (GPU 0) ‖
 #           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1), as
-#           many runs as B_VARIANTS lists (default: one, "default"), each from cold caches
+#           many runs as B_VARIANTS lists (default: one, "default"), each from cold caches;
+#           B_AGREEMENT=N then runs serial Boltz2.forward against foldcp 1×1 at N tokens (float32
+#           and TF32 sampling, full default) on GPU 1 while stock finishes (carry .payload/cp too)
 #   PART=c  capacity: 8,605 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
 #           probe of cp_model.py; CAPACITY_2GPU=none skips it), then on H200 hosts the largest
 #           one-GPU size in .payload/cp (CAPACITY_1GPU, default 8000) uncapped
@@ -63,7 +65,10 @@ case $part in
            CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --time-limit $left --work $w/foldcp-$v \
            --out $out/foldcp.jsonl --single-gpu foldcp --sampling-precision tf32 >> $out/foldcp.txt 2>&1
          mkdir -p $out/$v; cp $w/foldcp-$v/predictions/batches/*.parquet $out/$v/ 2>/dev/null  # per-complex runtime_s
-       done ) &
+       done
+       # then, on GPU 1 while stock still runs: serial Boltz2.forward vs foldcp 1×1 at B_AGREEMENT tokens
+       [ -z "${B_AGREEMENT:-}" ] || cp_run 1 29709 $(left 565) agreement --tokens "$B_AGREEMENT" \
+         --recycling 3 --steps 200 --sampling-precision float32 tf32 ) &
      wait; cat $out/stock.jsonl $out/foldcp.jsonl > $out/throughput.jsonl
      tail -n 3 $out/stock.txt $out/foldcp.txt; $tp table --out $out/throughput.jsonl ;;
   c) wheels
