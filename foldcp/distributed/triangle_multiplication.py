@@ -11,7 +11,8 @@ W·xᵀ each), so the product over k is a batched matrix multiplication on conti
 with no layout copies; on a grid of one the transposed operand is a free view, on a grid of
 one row (1 × c) blocks shift around the row with no transposes (ring_product.py), on other
 grids one layout transpose brings it into natural layout for SUMMA (summa.py). The product
-goes back to channel-last once, row chunk by row chunk, for the output stage.
+goes back to channel-last once, row chunk by row chunk, for the output stage (where the
+update is added into z, on GPUs one kernel per chunk: triton_product_output.py).
 
 Channels d are independent in the product, so it runs over channel chunks: only a chunk of
 a and b exists at a time, and the block's transients stay a fraction of the pair block's
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from foldcp.distributed import triton_gated_projection
+from foldcp.distributed import triton_gated_projection, triton_product_output
 from foldcp.distributed.comm import transpose_pair
 from foldcp.distributed.layout import (
     Layout,
@@ -117,7 +118,12 @@ class DistTriangleMultiplication(nn.Module):
         with record_function("foldcp.tri_mul.output"):
             if into is None:
                 return assemble_rows(lambda r0, r1: gate_(*output_rows(r0, r1), None), rows, chunk)
+            fused = triton_product_output.applies(into, m)
             for r0, r1 in row_chunks(rows, chunk):  # into += p · sigmoid(g), one pass per chunk
+                # on GPUs the whole stage one kernel per chunk (triton_product_output)
+                if fused and triton_product_output.add_product_output_or_none(
+                        into[:, r0:r1], product[:, :, r0:r1], x[:, r0:r1], m) is not None:
+                    continue
                 add_gated_(into[:, r0:r1], *output_rows(r0, r1))
             return into
 

@@ -28,6 +28,9 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    float64 — o as a heads view, z a strided and a transposed view, sizes off its blocks —
    then inside layers on CPU grids (starting and ending node, each adding into z), its calls
    counted; with FOLDCP_GATED_OUTPUT_KERNEL=0 the unfused path.
+8. The triangle multiplication's output kernel (norm of the channel-first product, p_out,
+   g_out gate, add into z) alone vs float64 on strided views, then inside layers on CPU
+   grids, its calls counted; with FOLDCP_PRODUCT_OUTPUT_KERNEL=0 the unfused path.
 """
 
 import os
@@ -40,6 +43,7 @@ from foldcp.distributed import (
     triton_gated_output,
     triton_gated_projection,
     triton_layer_norm,
+    triton_product_output,
     triton_transition,
 )
 from tests.distributed.harness import run_on_grid
@@ -216,9 +220,42 @@ def check_gated_output_alone() -> None:
             assert update.abs().mean() > 0.1
 
 
+def check_product_output_alone() -> None:
+    from boltz.model.layers.triangular_mult import TriangleMultiplicationOutgoing
+
+    from foldcp.model.weights import randomize_weights
+
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 1e-2)):
+        for channels in (8, 16):
+            tri_mul = TriangleMultiplicationOutgoing(channels).double()
+            randomize_weights(tri_mul, seed=6, std=0.3)
+            torch.manual_seed(3)
+            rows, cols = 5, 7
+            # the product channel-first, a row chunk of a bigger block
+            product = torch.randn(2, channels, rows + 3, cols, dtype=torch.float64)[:, :, 2:rows + 2]
+            x = torch.randn(2, rows, cols + 2, channels).to(dtype)[:, :, 1:cols + 1]  # strided
+            with torch.inference_mode():
+                normed = tri_mul.norm_out(product.movedim(1, -1))
+                update = tri_mul.p_out(normed) * torch.sigmoid(tri_mul.g_out(x.double()))
+            base = torch.randn(2, rows + 2, cols + 3, channels, dtype=torch.float64)
+            z = base[:, 1:rows + 1, 2:cols + 2]
+            want = z + update
+            got = base.float()
+            target = got[:, 1:rows + 1, 2:cols + 2]
+            with torch.inference_mode():
+                out = triton_product_output.add_product_output_(
+                    target, product.to(dtype), x, tri_mul.float())
+            assert out is target
+            torch.testing.assert_close(target.double(), want, rtol=tol, atol=tol)
+            outside = torch.ones(got.shape[:3], dtype=torch.bool)
+            outside[:, 1:rows + 1, 2:cols + 2] = False
+            assert torch.equal(got[outside], base.float()[outside])  # nothing else written
+            assert update.abs().mean() > 0.05
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
     calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0, "transition": 0,
-             "gated_output": 0}
+             "gated_output": 0, "product_output": 0}
 
     def counted(module, name, key):
         original = getattr(module, name)
@@ -233,6 +270,7 @@ def count_kernel_calls(grid, kind, n, dtype, seed):
     counted(triton_gated_projection, "gated_projection", "gated_projection")
     counted(triton_transition, "add_transition_", "transition")
     counted(triton_gated_output, "add_gated_output_", "gated_output")
+    counted(triton_product_output, "add_product_output_", "product_output")
     test_pairformer.LargestTensor = NoGuard
     compare_on_grid(grid, kind, n, dtype, seed)
     return calls
@@ -288,10 +326,12 @@ def main() -> None:
     check_gated_projection_alone()
     check_transition_alone()
     check_gated_output_alone()
+    check_product_output_alone()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     os.environ["FOLDCP_GATED_KERNEL"] = "0"  # the forked ranks inherit it: GEMMs + gates here
     os.environ["FOLDCP_FUSED_TRANSITION"] = "0"  # and the transition unfused
     os.environ["FOLDCP_GATED_OUTPUT_KERNEL"] = "0"  # and the triangle attention's output
+    os.environ["FOLDCP_PRODUCT_OUTPUT_KERNEL"] = "0"  # and the triangle multiplication's
     for kind, rows, cols in (("tri_att_start", 1, 1), ("tri_att_end", 1, 1), ("tri_att_end", 1, 2),
                              ("tri_mul_in", 2, 1), ("attention", 1, 1), ("attention", 1, 2),
                              ("layer", 2, 1)):
@@ -302,6 +342,7 @@ def main() -> None:
             assert rank_calls["gated_projection"] == 0, (kind, rows, cols, calls)  # turned off
             assert rank_calls["transition"] == 0, (kind, rows, cols, calls)
             assert rank_calls["gated_output"] == 0, (kind, rows, cols, calls)
+            assert rank_calls["product_output"] == 0, (kind, rows, cols, calls)
     del os.environ["FOLDCP_GATED_KERNEL"]  # the default: the gated-projection kernel on
     # the unfused transition takes the gated kernel's silu path (GPUs that cannot build the
     # fused transition)
@@ -309,6 +350,7 @@ def main() -> None:
     assert all(c["gated_projection"] > 0 and c["transition"] == 0 for c in calls), calls
     del os.environ["FOLDCP_FUSED_TRANSITION"]  # the default: the transition fused
     del os.environ["FOLDCP_GATED_OUTPUT_KERNEL"]  # and the triangle attention's output
+    del os.environ["FOLDCP_PRODUCT_OUTPUT_KERNEL"]  # and the triangle multiplication's
     for kind, rows, cols in (("tri_mul_out", 1, 1), ("tri_mul_in", 1, 2), ("layer", 2, 1),
                              ("layer", 1, 2)):
         calls = run_on_grid(rows, cols, count_kernel_calls, kind, 21, torch.float32, 12)
@@ -317,6 +359,10 @@ def main() -> None:
         assert all(rank_calls["transition"] == expected for rank_calls in calls), (kind, calls)
         # in a layer the starting node adds into z through it, and on grids of one row the
         # ending node too (with more rows its transposed update is added afterwards)
+        # in a layer the incoming triangle multiplication adds into z (the outgoing one too
+        # where the caller hands z over; the tri_mul kinds return their update)
+        assert all((rank_calls["product_output"] >= 1) == (kind == "layer") for rank_calls in calls), \
+            (kind, calls)
         least = 0 if kind != "layer" else 2 if rows == 1 else 1
         assert all((rank_calls["gated_output"] >= least) and (least or not rank_calls["gated_output"])
                    for rank_calls in calls), (kind, calls)
