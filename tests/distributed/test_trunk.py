@@ -183,10 +183,17 @@ def _trunk_vs_boltz_forward(grid, model, feats):
         torch.manual_seed(0)
         out = model(feats, recycling_steps=1, num_sampling_steps=2, diffusion_samples=1)
         got = DistTrunk(model)(feats, layout, recycling_steps=1)
-    loose = dict(rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(got.s[:, :n], out["s"], **loose)
-    compare_block(layout, got.z, out["z"], n, loose)
-    compare_block(layout, got.pdistogram, out["pdistogram"], n, loose)
+    # float32 against float32 in other orders of operations (and, in the atom transformers,
+    # AdaLN weights folded into their linear maps): each tensor to a few float32 ulps of its
+    # largest values — the random-weight distogram's logits reach ~3,000, where one ulp is
+    # 2.4e-4, more than a fixed 1e-4 absolute tolerance allows its small entries
+    for got_t, want_t, block in ((got.s[:, :n], out["s"], False), (got.z, out["z"], True),
+                                 (got.pdistogram, out["pdistogram"], True)):
+        tol = dict(rtol=1e-4, atol=max(1e-4, 1e-6 * float(want_t.abs().max())))
+        if block:
+            compare_block(layout, got_t, want_t, n, tol)
+        else:
+            torch.testing.assert_close(got_t, want_t, **tol)
     return True
 
 
