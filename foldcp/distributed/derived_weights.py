@@ -13,6 +13,13 @@ loading or randomising weights bumps it). With grad mode on it is made at every 
 before (training must see each update), and so it is for parameters made under
 torch.inference_mode (they keep no version counter; foldcp loads models outside it). Same
 values as forming them per call.
+
+    release(root)           drops every derived weight kept on root's modules
+
+The sampler's (layer_conditioning.py: ~0.9 GB in float32 at Boltz-2's sizes) are made per
+fold and released after its sampling (diffusion.sample_structure), so the next fold's trunk
+and confidence — where the largest folds peak — do not carry them: the planner's memory model
+(foldcp/plan/memory.py) was calibrated on capacity probes made before they existed.
 """
 
 from __future__ import annotations
@@ -39,3 +46,9 @@ def derived(owner: nn.Module, key: Hashable, make: Callable[[], T], *sources: to
     value = make()
     cache[key] = (state, value)
     return value
+
+
+def release(root: nn.Module) -> None:
+    """Forget the derived weights kept on root and its submodules (made again on next use)."""
+    for module in root.modules():
+        module.__dict__.pop(_CACHE, None)

@@ -33,6 +33,7 @@ from foldcp.distributed import fused_attention, graphed_sampling, replicated_sam
 from foldcp.distributed.graphed import GraphedScoreModel
 from foldcp.distributed.grid import pad_tokens
 from foldcp.distributed.host_sync_free import host_sync_free_sampling
+from foldcp.distributed.derived_weights import release
 from foldcp.distributed.layer_conditioning import adaln, add_gated, layer_terms, transition
 from foldcp.distributed.layout import Layout, assemble_rows, assemble_rows_heads_first, strip_rows
 from foldcp.distributed.memory import allocatable_bytes
@@ -303,9 +304,14 @@ def sample_structure(model: nn.Module, s_trunk, s_inputs, z_block, feats, layout
                                  num_sampling_steps, diffusion_samples, max_parallel_samples,
                                  cuda_graphs, steering_args, samples_computed)
 
-    if replicated_sampling.wanted(model, z_block, layout, steering_args):
-        return replicated_sampling.sample(sampler, z_block, layout, diffusion_samples)
-    return sampler(z_block, layout)
+    try:
+        if replicated_sampling.wanted(model, z_block, layout, steering_args):
+            return replicated_sampling.sample(sampler, z_block, layout, diffusion_samples)
+        return sampler(z_block, layout)
+    finally:
+        # the score network's stacked weights (~0.9 GB) leave with the sampling: see
+        # derived_weights.release
+        release(model.structure_module)
 
 
 def _sample_structure(model, s_trunk, s_inputs, z_block, feats, layout: Layout,

@@ -238,6 +238,8 @@ def _structure_in_precision(grid, model, feats, steps, samples, precision, max_p
         torch.manual_seed(123)
         got = sample_structure(model, s_trunk, s_inputs, layout.shard_pair(z), feats, layout,
                                steps, samples, max_parallel_samples or samples)["sample_atom_coords"]
+    # the sampler's stacked weights left with the sampling (derived_weights.release)
+    assert not any("_foldcp_derived_weights" in m.__dict__ for m in model.structure_module.modules())
     scale = float(want.abs().max())
     assert scale > 1.0  # real coordinates, not a collapsed reference
     # Random weights put atoms thousands of Å from the origin, where one float32 ulp is

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from foldcp.distributed.derived_weights import derived
+from foldcp.distributed.derived_weights import derived, release
 
 
 def stacked(module: nn.Module, made: list) -> torch.Tensor:
@@ -52,3 +52,14 @@ def test_parameters_made_in_inference_mode_are_not_cached():
         module[1].weight.mul_(3)
         torch.testing.assert_close(stacked(module, made)[4:], (2 * module[1].weight).to(torch.bfloat16))
     assert len(made) == 2
+
+
+def test_release_forgets_every_module_and_they_are_made_again():
+    outer = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.Linear(3, 4)))
+    inner, made = outer[0], []
+    with torch.inference_mode():
+        first = stacked(inner, made)
+        release(outer)
+        assert not any("_foldcp_derived_weights" in m.__dict__ for m in outer.modules())
+        again = stacked(inner, made)
+    assert len(made) == 2 and again is not first and torch.equal(again, first)
