@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import torch
 
@@ -28,22 +27,13 @@ from boltz.model.layers.transition import Transition
 from foldcp.distributed import triton_transition
 from foldcp.distributed.layout import add_transition
 from foldcp.model.weights import randomize_weights
-from rows import append_jsonl, commit  # bench/rows.py (the script's folder is on sys.path)
+from attention_kernels import timed  # (the script's folder is on sys.path)
+from rows import append_jsonl, commit  # bench/rows.py
 
 CHANNELS, HIDDEN = 128, 512
 # (BLOCK_P, BLOCK_H, warps, stages)
 SWEEP = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (128, 64, 8, 3), (64, 128, 4, 2),
          (128, 128, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3), (32, 64, 4, 2), (128, 64, 4, 2)]
-
-
-def timed(fn, repeat: int = 5) -> float:
-    fn()
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - started) / repeat
 
 
 def main() -> None:
@@ -81,7 +71,7 @@ def main() -> None:
         results = {}
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        results["unfused"] = (timed(unfused), torch.cuda.max_memory_allocated() - base, 0.0)
+        results["unfused"] = (timed(unfused, repeat=5), torch.cuda.max_memory_allocated() - base, 0.0)
         del os.environ["FOLDCP_FUSED_TRANSITION"]
         default = dict(triton_transition.CONFIG)
         for name, config in configs:
@@ -93,7 +83,7 @@ def main() -> None:
                 error = ((z - z0 - reference).abs().max() / reference.abs().max()).item()
                 torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
-                results["fused_" + name] = (timed(run), torch.cuda.max_memory_allocated() - base, error)
+                results["fused_" + name] = (timed(run, repeat=5), torch.cuda.max_memory_allocated() - base, error)
             except Exception as failure:  # noqa: BLE001 — a tile this GPU cannot build
                 print(f"{name}: {type(failure).__name__}: {str(failure)[:120]}", flush=True)
             finally:

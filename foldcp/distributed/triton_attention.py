@@ -99,6 +99,40 @@ def failed(error: BaseException) -> None:
     _failed = True
 
 
+class KernelSwitch:
+    """One of foldcp's optional Triton kernels: on unless its environment variable is "0",
+    and off for the rest of the process once it failed to build on this GPU (LAUNCH_ERRORS;
+    reported once), its callers then running their unfused path.
+
+        SWITCH = KernelSwitch("FOLDCP_FUSED_TRANSITION", "transition", "the unfused transition")
+        if SWITCH.enabled() and available(x):
+            out = SWITCH.run(kernel_fn, *args)     # None: it cannot be built here
+    """
+
+    def __init__(self, variable: str, kernel: str, instead: str) -> None:
+        self.variable, self.kernel, self.instead = variable, kernel, instead
+        self.failed = False
+
+    def enabled(self) -> bool:
+        import os
+
+        return os.environ.get(self.variable, "1") != "0" and not self.failed
+
+    def run(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs), or None where the kernel cannot be built on this GPU — also,
+        without trying, for every call after the first failure (a caller looping over chunks
+        asks once and falls back chunk by chunk)."""
+        if self.failed:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except LAUNCH_ERRORS as error:
+            log.warning("Triton %s kernel unavailable on this GPU (%s): %s", self.kernel,
+                        summary(error), self.instead)
+            self.failed = True
+            return None
+
+
 def _interpreting() -> bool:
     import os
 

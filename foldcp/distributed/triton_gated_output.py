@@ -30,17 +30,11 @@ tests/distributed/triton_interpreted.py checks it against float64 and inside the
 
 from __future__ import annotations
 
-import logging
-import os
-
 import torch
 from torch import nn
 
 from foldcp.distributed import triton_attention
 from foldcp.distributed.derived_weights import derived
-from foldcp.errors import summary
-
-log = logging.getLogger(__name__)
 
 try:
     import triton
@@ -50,13 +44,14 @@ except ImportError:
 
 CONFIG = {"BLOCK_P": 64, "num_warps": 4, "num_stages": 2}
 
-_failed = False
+SWITCH = triton_attention.KernelSwitch("FOLDCP_GATED_OUTPUT_KERNEL", "gated-output",
+                                       "unfused output")
 
 
 def applies(z: torch.Tensor, linear_o: nn.Module) -> bool:
     """The kernel is to be tried for adding into z: not turned off, Triton able to run on z,
     not failed to build here before, a float32 z and a Linear."""
-    if os.environ.get("FOLDCP_GATED_OUTPUT_KERNEL", "1") == "0" or _failed:
+    if not SWITCH.enabled():
         return False
     return (isinstance(linear_o, nn.Linear) and z.dtype == torch.float32
             and triton_attention.available(z))
@@ -66,14 +61,7 @@ def add_gated_output_or_none(z: torch.Tensor, o: torch.Tensor, g: torch.Tensor,
                              linear_o: nn.Module) -> torch.Tensor | None:
     """add_gated_output_(...), or None where it cannot be built here (reported once, not
     tried again): the caller then runs the unfused path. Call only where `applies`."""
-    global _failed
-    try:
-        return add_gated_output_(z, o, g, linear_o)
-    except triton_attention.LAUNCH_ERRORS as error:
-        log.warning("Triton gated-output kernel unavailable on this GPU (%s): unfused output",
-                    summary(error))
-        _failed = True
-        return None
+    return SWITCH.run(add_gated_output_, z, o, g, linear_o)
 
 
 def add_gated_output_(z: torch.Tensor, o: torch.Tensor, g: torch.Tensor,

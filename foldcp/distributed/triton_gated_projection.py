@@ -31,15 +31,9 @@ the GEMMs + fused gates once, with a warning. tests/distributed/triton_interpret
 it against float64 and inside the layers.
 """
 
-import logging
-import os
-
 import torch
 
 from foldcp.distributed import triton_attention
-from foldcp.errors import summary
-
-log = logging.getLogger(__name__)
 
 try:
     import triton
@@ -51,14 +45,14 @@ CONFIG = {"BLOCK_P": 128, "BLOCK_D": 64, "BLOCK_K": 64, "num_warps": 8, "num_sta
 GATES = {"sigmoid": 0, "silu": 1}
 
 
-_failed = False
+SWITCH = triton_attention.KernelSwitch("FOLDCP_GATED_KERNEL", "gated-projection",
+                                       "GEMMs instead")
 
 
 def wanted(x: torch.Tensor) -> bool:
     """Not turned off (FOLDCP_GATED_KERNEL=0), able to run on tensors like x, and not failed
     to build on this GPU before."""
-    return (os.environ.get("FOLDCP_GATED_KERNEL", "1") != "0" and not _failed
-            and triton_attention.available(x))
+    return SWITCH.enabled() and triton_attention.available(x)
 
 
 def gated_projection_or_none(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,
@@ -66,16 +60,9 @@ def gated_projection_or_none(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tens
                              channel_last: bool = False) -> torch.Tensor | None:
     """gated_projection(...) where wanted(x), else None: the caller then forms it unfused.
     A kernel that cannot be built here is reported once and not tried again."""
-    global _failed
     if not wanted(x):
         return None
-    try:
-        return gated_projection(x, w_p, w_g, keep, gate, channel_last)
-    except triton_attention.LAUNCH_ERRORS as error:
-        log.warning("Triton gated-projection kernel unavailable on this GPU (%s): GEMMs instead",
-                    summary(error))
-        _failed = True
-        return None
+    return SWITCH.run(gated_projection, x, w_p, w_g, keep, gate, channel_last)
 
 
 def gated_projection(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,

@@ -30,17 +30,11 @@ tests/distributed/triton_interpreted.py checks it against float64 and inside the
 
 from __future__ import annotations
 
-import logging
-import os
-
 import torch
 from torch import nn
 
 from foldcp.distributed import triton_attention
 from foldcp.distributed.derived_weights import derived
-from foldcp.errors import summary
-
-log = logging.getLogger(__name__)
 
 try:
     import triton
@@ -50,13 +44,14 @@ except ImportError:
 
 CONFIG = {"BLOCK_P": 64, "num_warps": 4, "num_stages": 2}
 
-_failed = False
+SWITCH = triton_attention.KernelSwitch("FOLDCP_PRODUCT_OUTPUT_KERNEL", "product-output",
+                                       "unfused output")
 
 
 def applies(z: torch.Tensor, tri_mul: nn.Module) -> bool:
     """The kernel is to be tried for adding into z: not turned off, Triton able to run on z,
     not failed to build here before, a float32 z, Boltz's modules with a power-of-two width."""
-    if os.environ.get("FOLDCP_PRODUCT_OUTPUT_KERNEL", "1") == "0" or _failed:
+    if not SWITCH.enabled():
         return False
     norm = getattr(tri_mul, "norm_out", None)
     linears = [getattr(tri_mul, name, None) for name in ("p_out", "g_out")]
@@ -73,14 +68,7 @@ def applies(z: torch.Tensor, tri_mul: nn.Module) -> bool:
 def add_product_output_or_none(z, product, x, tri_mul) -> torch.Tensor | None:
     """add_product_output_(...), or None where it cannot be built here (reported once, not
     tried again): the caller then runs the unfused path. Call only where `applies`."""
-    global _failed
-    try:
-        return add_product_output_(z, product, x, tri_mul)
-    except triton_attention.LAUNCH_ERRORS as error:
-        log.warning("Triton product-output kernel unavailable on this GPU (%s): unfused output",
-                    summary(error))
-        _failed = True
-        return None
+    return SWITCH.run(add_product_output_, z, product, x, tri_mul)
 
 
 def add_product_output_(z: torch.Tensor, product: torch.Tensor, x: torch.Tensor,

@@ -30,17 +30,11 @@ tests/distributed/triton_interpreted.py checks it against float64 and inside the
 
 from __future__ import annotations
 
-import logging
-import os
-
 import torch
 from torch import nn
 
 from foldcp.distributed import triton_attention
 from foldcp.distributed.derived_weights import derived
-from foldcp.errors import summary
-
-log = logging.getLogger(__name__)
 
 try:
     import triton
@@ -51,13 +45,14 @@ except ImportError:
 # positions per program, hidden units per slice; bench/transition_kernel.py sweeps these
 CONFIG = {"BLOCK_P": 64, "BLOCK_H": 64, "num_warps": 4, "num_stages": 2}
 
-_failed = False
+SWITCH = triton_attention.KernelSwitch("FOLDCP_FUSED_TRANSITION", "transition",
+                                       "unfused transition")
 
 
 def applies(transition: nn.Module, x: torch.Tensor) -> bool:
     """The kernel is to be tried: not turned off, Triton able to run on x, not failed to build
     here before, Boltz's bias-free Transition with a LayerNorm, channels a power of two."""
-    if os.environ.get("FOLDCP_FUSED_TRANSITION", "1") == "0" or _failed:
+    if not SWITCH.enabled():
         return False
     if not triton_attention.available(x) or x.dtype != torch.float32 or x.stride(-1) != 1:
         return False
@@ -72,18 +67,11 @@ def applies(transition: nn.Module, x: torch.Tensor) -> bool:
 
 
 def add_transition_or_none(x: torch.Tensor, transition: nn.Module, dtype: torch.dtype):
-    """add_transition_(...) where it applies, else None: the caller then runs it unfused. A
-    kernel that cannot be built here is reported once and not tried again."""
-    global _failed
+    """add_transition_(...) where it applies, else None: the caller then runs it unfused (so
+    too where it cannot be built here: reported once, not tried again)."""
     if not applies(transition, x):
         return None
-    try:
-        return add_transition_(x, transition, dtype)
-    except triton_attention.LAUNCH_ERRORS as error:
-        log.warning("Triton transition kernel unavailable on this GPU (%s): unfused transition",
-                    summary(error))
-        _failed = True
-        return None
+    return SWITCH.run(add_transition_, x, transition, dtype)
 
 
 def add_transition_(x: torch.Tensor, transition: nn.Module, dtype: torch.dtype) -> torch.Tensor:

@@ -359,6 +359,14 @@ def test_qkvg_projection_equals_the_four_projections():
     # the gated projections (triangle multiplications' inputs, pair transition): GEMMs + gates
     ("triton_gated_projection", "gated_projection", "wanted", "layer",
      "gated-projection kernel unavailable"),
+    # the fused pair transition: the unfused transition
+    ("triton_transition", "add_transition_", "applies", "layer", "transition kernel unavailable"),
+    # the triangle attention's gated output: gate, projection and add unfused
+    ("triton_gated_output", "add_gated_output_", "applies", "layer",
+     "gated-output kernel unavailable"),
+    # the triangle multiplication's output stage: norm, projections and gated add unfused
+    ("triton_product_output", "add_product_output_", "applies", "layer",
+     "product-output kernel unavailable"),
 ])
 def test_kernel_falls_back_where_it_cannot_build(monkeypatch, caplog, module_name, launcher,
                                                  wanted, kind, message):
@@ -372,19 +380,26 @@ def test_kernel_falls_back_where_it_cannot_build(monkeypatch, caplog, module_nam
     from foldcp.distributed.grid import Grid
 
     module = importlib.import_module(f"foldcp.distributed.{module_name}")
+    switch = getattr(module, "SWITCH", None)  # the optional kernels' triton_attention.KernelSwitch
     attempts = []
+
+    def failed() -> bool:
+        return switch.failed if switch is not None else module._failed
 
     def cannot_build(*args, **kwargs):
         attempts.append(1)
         raise OutOfResources(232448, 101376, "shared memory")
 
-    monkeypatch.setattr(module, "_failed", False)
+    if switch is not None:
+        monkeypatch.setattr(switch, "failed", False)
+    else:
+        monkeypatch.setattr(module, "_failed", False)
     monkeypatch.setattr(module, launcher, cannot_build)
-    monkeypatch.setattr(module, wanted, lambda x: not module._failed)
+    monkeypatch.setattr(module, wanted, lambda *args: not failed())  # as on a GPU
     if kind == "attention":  # the fused path, where the kernel is asked for
         monkeypatch.setattr(fused_attention, "fused_available", lambda x: True)
-    with caplog.at_level("WARNING", logger=module.__name__):
+    with caplog.at_level("WARNING"):
         for _ in range(2):
             compare_on_grid(Grid(1, 1, 0), kind, 13, torch.float32, 3)
-    assert len(attempts) == 1 and module._failed
+    assert len(attempts) == 1 and failed()
     assert sum(message in r.message for r in caplog.records) == 1
