@@ -13,7 +13,10 @@ token transformer's per-layer pair biases are kept (24 layers × 16 heads × 2 b
 0.72 GiB per (1000 tokens)² / P) only while they take under half the free memory; the
 trunk's z_init, the MSA module's input and the trunk's z during confidence stay on the GPU
 only while it has room — so peaks measured far below capacity sit above this model by up to
-those caches, and peaks measured at capacity sit just under it.
+those caches, and peaks measured at capacity sit just under it. The score network's stacked
+weights (~0.84 GiB in float32, layer_conditioning.py) exist only while a fold samples and are
+released after it (derived_weights.release), so the trunk and confidence, where the largest
+folds peak, never carry them.
 
 Defaults are calibrated from foldcp's capacity probes of the current code (bench/RESULTS.md,
 ninth, thirteenth and fourteenth sessions; `tests/unit/test_memory_calibration.py` checks them
