@@ -158,9 +158,14 @@ def is_done(directory: Path, verify: bool = True) -> bool:
 
 def clear_unfinished(directory: Path) -> None:
     """Before folding a complex again: remove its stale done.json (its files failed the
-    checks) and temp files a killed run left, so nothing old can pass for the new result."""
+    checks) and temp files a killed run left, so nothing old can pass for the new result.
+    Not the temp files of grid ranks' error logs (`error.rank{k}.log`): on a grid, rank 0
+    clears a complex's folder when it reaches it, and another rank that already failed on
+    that complex may be writing its log there at that moment — the log `foldcp
+    record-failure` reads to tell an out-of-memory failure from others."""
     if not directory.is_dir():
         return
     (directory / "done.json").unlink(missing_ok=True)
     for stale in directory.glob(TEMP_GLOB):
-        stale.unlink(missing_ok=True)
+        if not stale.name.startswith(".error.rank"):
+            stale.unlink(missing_ok=True)

@@ -38,6 +38,7 @@ import concurrent.futures
 import json
 import os
 import random
+import sys
 import time
 import traceback
 from importlib import metadata
@@ -485,7 +486,10 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     # Log where record-failure will find it and end this process; the launcher
                     # stops the rest and the workflow records the failure.
                     rank = rank_from_env() if predictor is None else predictor.grid.rank
-                    write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
+                    try:
+                        write_text(directory / f"error.rank{rank}.log", traceback.format_exc())
+                    except OutputError as lost:  # the error itself is what must reach the log
+                        print(f"[foldcp] rank {rank}: {lost}", file=sys.stderr, flush=True)
                     settle()
                     raise
                 settle()

@@ -276,3 +276,17 @@ def test_merge_out_of_space_keeps_the_previous_outputs(tmp_path, monkeypatch):
                           ANALYSIS, None, cache_dir=metrics / "merge_cache")
     assert merged["stats"].reused == 2 and len(merged["failures"]) == 3
     assert not (results / "check.json").exists() and not (results / ".merge-staging").exists()
+
+
+def test_clearing_a_complex_spares_another_ranks_error_log_being_written(tmp_path):
+    """On a grid, rank 0 clears a complex's folder when it reaches it; a rank that already
+    failed there may be writing its error log (through a temp file) at that moment — that
+    log tells record-failure an out-of-memory failure from others, so it is spared."""
+    directory = tmp_path / "P1__P2"
+    directory.mkdir()
+    (directory / "done.json").write_text("{}")
+    (directory / ".model_0.cif.k1ll3d.tmp").write_text("half a model")
+    in_flight = directory / ".error.rank1.log.a1b2c3.tmp"
+    in_flight.write_text("torch.OutOfMemoryError: CUDA out of memory")
+    outputs.clear_unfinished(directory)
+    assert sorted(p.name for p in directory.iterdir()) == [in_flight.name]

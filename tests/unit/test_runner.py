@@ -427,3 +427,24 @@ def test_predict_command_sets_the_allocator_before_cuda(monkeypatch, tmp_path):
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:512")
     assert cli.main(argv) == 0
     assert seen == ["expandable_segments:True", "max_split_size_mb:512"]
+
+
+def test_an_error_log_that_cannot_be_written_does_not_hide_the_error(screen, monkeypatch, capsys):
+    """When the model cannot load (or a grid rank fails) the process ends with the error
+    after keeping its log beside the complex; if that log cannot be written, the error
+    still ends the process (not the log's OutputError) and the lost log is reported."""
+    def cannot_load(*args, **kwargs):
+        raise RuntimeError("checkpoint unreadable")
+
+    real_write_text = predict.write_text
+
+    def full_disk(path, text):
+        if "error.rank" in str(path):
+            raise OutputError(f"cannot write {path}: No space left on device")
+        return real_write_text(path, text)
+
+    monkeypatch.setattr(predict, "BatchPredictor", cannot_load)
+    monkeypatch.setattr(predict, "write_text", full_disk)
+    with pytest.raises(RuntimeError, match="checkpoint unreadable"):
+        run(screen)
+    assert "error.rank0.log: No space left on device" in capsys.readouterr().err
