@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def _retry_exit(table, args) -> int:
 def cmd_predict(args) -> int:
     from foldcp.runner.predict import run_batch, use_expandable_segments
 
+    # SIGTERM (Slurm's time limit or scancel, torchrun stopping the ranks after one failed)
+    # ends the run through its cleanup: the write in hand finishes, the workers stop
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     use_expandable_segments()
     config = _config(args.config)
     if args.checkpoint:
@@ -83,6 +87,10 @@ def cmd_predict(args) -> int:
     counts = table["status"].value_counts().to_dict()
     print(f"batch {args.batch}: {counts}")
     return _retry_exit(table, args)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def cmd_record_failure(args) -> int:

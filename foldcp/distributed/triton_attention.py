@@ -75,6 +75,7 @@ def usable(x: torch.Tensor) -> bool:
 def _launch_errors() -> tuple[type[BaseException], ...]:
     errors = []
     for module, name in (("triton.runtime.errors", "OutOfResources"),
+                         ("triton.runtime.errors", "PTXASError"),
                          ("triton.compiler.errors", "CompilationError")):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))
@@ -97,6 +98,12 @@ def failed(error: BaseException) -> None:
         log.warning("Triton attention kernel unavailable on this GPU (%s): PyTorch attention "
                     "instead", summary(error))
     _failed = True
+
+
+def min_dot_depth() -> int:
+    """The least reduction depth (K) of a tl.dot that Triton builds for NVIDIA GPUs (16); the
+    CPU interpreter takes any, and the tests run the layers at small widths through it."""
+    return 1 if _interpreting() else 16
 
 
 class KernelSwitch:

@@ -87,8 +87,11 @@ def add_gated_output_(z: torch.Tensor, o: torch.Tensor, g: torch.Tensor,
     _kernel()[(triton.cdiv(positions, config["BLOCK_P"]), batch)](
         z, o, g, weight, bias, positions, cols, channels,
         *z.stride()[:3], *o.stride()[:4], *g.stride()[:3],
-        INNER=inner, WIDTH=width, BLOCK_I=triton.next_power_of_2(inner),
-        BLOCK_C=triton.next_power_of_2(channels), HAS_BIAS=has_bias,
+        # (padded, masked, to the depth GPU dots need: Triton's are at least 16 deep)
+        INNER=inner, WIDTH=width,
+        BLOCK_I=max(triton.next_power_of_2(inner), triton_attention.min_dot_depth()),
+        BLOCK_C=max(triton.next_power_of_2(channels), triton_attention.min_dot_depth()),
+        HAS_BIAS=has_bias,
         PRECISION="ieee" if dtype == torch.float32 else "tf32", **config,
     )
     return z

@@ -61,6 +61,7 @@ def applies(z: torch.Tensor, tri_mul: nn.Module) -> bool:
         return False
     channels = z.shape[-1]
     return (z.dtype == torch.float32 and channels & (channels - 1) == 0
+            and channels >= triton_attention.min_dot_depth()
             and all(m.weight.shape == (channels, channels) for m in linears)
             and triton_attention.available(z))
 
@@ -118,7 +119,10 @@ if triton is not None:  # the kernel body; jitted by _kernel() on first use
         row, col = offs_p // cols, offs_p % cols  # position p of the (strided) row chunk
         offs_c = tl.arange(0, CHANNELS)
         # the product channel-first: consecutive positions of one channel are adjacent
-        p = tl.load(P + (batch * sp_b + row * sp_r + col * sp_j)[:, None] + (offs_c * sp_c)[None, :],
+        # the channel stride is the whole block's positions: channel offsets need 64 bits too
+        # (127 · N² passes 2^31 from ~4,100 tokens on one GPU)
+        p = tl.load(P + (batch * sp_b + row * sp_r + col * sp_j)[:, None]
+                    + (offs_c.to(tl.int64) * sp_c)[None, :],
                     mask=in_p[:, None], other=0.0).to(tl.float32)  # [BLOCK_P, C]
         mean = tl.sum(p, axis=1) / CHANNELS
         centred = p - mean[:, None]

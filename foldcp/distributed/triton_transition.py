@@ -63,7 +63,9 @@ def applies(transition: nn.Module, x: torch.Tensor) -> bool:
     if any(not isinstance(m, nn.Linear) or m.bias is not None for m in linears):
         return False
     channels = x.shape[-1]
-    return x.dim() == 4 and channels == norm.weight.shape[0] and channels & (channels - 1) == 0
+    depth = triton_attention.min_dot_depth()
+    return (x.dim() == 4 and channels == norm.weight.shape[0] and channels & (channels - 1) == 0
+            and channels >= depth and transition.fc1.out_features >= depth)
 
 
 def add_transition_or_none(x: torch.Tensor, transition: nn.Module, dtype: torch.dtype):
@@ -89,7 +91,8 @@ def add_transition_(x: torch.Tensor, transition: nn.Module, dtype: torch.dtype) 
     config = dict(CONFIG)
     if triton_attention._interpreting():
         config.update(BLOCK_P=16, BLOCK_H=min(32, config["BLOCK_H"]))
-    config["BLOCK_H"] = min(config["BLOCK_H"], triton.next_power_of_2(hidden))
+    config["BLOCK_H"] = min(config["BLOCK_H"], max(triton.next_power_of_2(hidden),
+                                                   triton_attention.min_dot_depth()))
 
     def grid(meta):  # one axis (positions / BLOCK_P can pass the 65,535 programs of the others)
         return (triton.cdiv(positions, meta["BLOCK_P"]), batch)

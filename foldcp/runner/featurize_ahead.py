@@ -42,6 +42,9 @@ def _start_worker(mol_dir: str, msa_settings: dict, msa_dir: str | None, protein
     from boltz.data.mol import load_canonicals
 
     from foldcp.inputs import read_fasta
+    from foldcp.runner.write_behind import bound_to_parent
+
+    bound_to_parent()  # not left running by a killed job
 
     # leave a core to the process that launches the GPU's kernels (a Slurm job may have 2)
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))

@@ -418,11 +418,15 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     pending = None  # (complex, folder, start, its PendingWrite): written while the next folds
 
     def stopped(complex_, error: OutputError) -> OutputError:
+        if getattr(error, "batch_stopped", False):  # said already, for the complex it hit
+            return error
         done = sum(r["status"] in ("ok", "already_done") for r in rows)
-        return OutputError(
+        stop = OutputError(
             f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
             f"complexes finished and kept with their done.json; this one and the rest run "
             f"when the batch runs again)")
+        stop.batch_stopped = True
+        return stop
 
     def failed(complex_, directory, started, error: Exception) -> None:
         """A complex's own failure: recorded beside it and in the table; the batch goes on."""
@@ -478,7 +482,10 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                                      runtime_s=round(time.time() - started, 3)))
             except OutputError as error:
                 settle()
-                raise stopped(complex_, error) from error
+                stop = stopped(complex_, error)
+                if stop is error:
+                    raise
+                raise stop from error
             except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
                 if predictor is None or predictor.grid is not None:
                     # The model could not be loaded (nothing in this batch can run), or a grid

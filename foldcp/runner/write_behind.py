@@ -51,7 +51,27 @@ def write_complex(directory: Path, samples: list[dict], manifest: dict, started:
     return manifest
 
 
+def bound_to_parent(ignore_interrupt: bool = False) -> None:
+    """In a worker process: end when the process that started it ends (Linux: the kernel
+    sends SIGTERM on the parent's death; a job killed by SIGKILL would otherwise leave its
+    workers running, re-parented), and with ignore_interrupt leave Ctrl-C (SIGINT, sent to
+    the whole process group) to the parent, which stops the worker after its task in hand."""
+    import signal
+    import sys
+
+    if ignore_interrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no glibc: the worker may outlive a killed job
+            pass
+
+
 def _start_worker() -> None:
+    bound_to_parent(ignore_interrupt=True)  # a write in hand is finished, never cut short
     # the first write should not wait for these imports (torch's alone takes seconds)
     import boltz.data.write.mmcif  # noqa: F401
 

@@ -29,7 +29,8 @@ on before Triton is imported). Prints "all checks passed" when every check holds
    then inside layers on CPU grids (starting and ending node, each adding into z), its calls
    counted; with FOLDCP_GATED_OUTPUT_KERNEL=0 the unfused path.
 8. The triangle multiplication's output kernel (norm of the channel-first product, p_out,
-   g_out gate, add into z) alone vs float64 on strided views, then inside layers on CPU
+   g_out gate, add into z) alone vs float64 on strided views and with channel offsets past
+   2^31, then inside layers on CPU
    grids, its calls counted; with FOLDCP_PRODUCT_OUTPUT_KERNEL=0 the unfused path.
 """
 
@@ -253,6 +254,28 @@ def check_product_output_alone() -> None:
             assert update.abs().mean() > 0.05
 
 
+def check_product_output_offsets_past_2_31() -> None:
+    """The triangle product's channel stride is its whole block's positions: at 128 channels
+    channel offsets pass 2^31 from ~4,100 tokens on one GPU (int32 offsets wrapped there)."""
+    from boltz.model.layers.triangular_mult import TriangleMultiplicationIncoming
+
+    from foldcp.model.weights import randomize_weights
+
+    channels, stride = 128, 2**24 + 2**20  # (channels - 1) · stride ≈ 2.26e9 > 2^31
+    tri_mul = TriangleMultiplicationIncoming(channels)
+    randomize_weights(tri_mul, seed=8, std=0.1)
+    storage = torch.empty(channels * stride, dtype=torch.float16)  # untouched pages: virtual
+    product = storage.as_strided((1, channels, 1, 3), (0, stride, 3, 1))
+    product.copy_(torch.randn(1, channels, 1, 3))
+    x = torch.randn(1, 1, 3, channels).to(torch.float16)
+    z = torch.randn(1, 1, 3, channels)
+    with torch.inference_mode():
+        want = z.double() + tri_mul.p_out(tri_mul.norm_out(product.float().movedim(1, -1))).double() \
+            * torch.sigmoid(tri_mul.g_out(x.float())).double()
+        triton_product_output.add_product_output_(z, product, x, tri_mul)
+    torch.testing.assert_close(z.double(), want, rtol=2e-2, atol=2e-2)
+
+
 def count_kernel_calls(grid, kind, n, dtype, seed):
     calls = {"attention": 0, "layer_norm": 0, "gated_projection": 0, "transition": 0,
              "gated_output": 0, "product_output": 0}
@@ -327,6 +350,7 @@ def main() -> None:
     check_transition_alone()
     check_gated_output_alone()
     check_product_output_alone()
+    check_product_output_offsets_past_2_31()
     fused_attention.fused_available = lambda q: True  # the forked ranks inherit it
     os.environ["FOLDCP_GATED_KERNEL"] = "0"  # the forked ranks inherit it: GEMMs + gates here
     os.environ["FOLDCP_FUSED_TRANSITION"] = "0"  # and the transition unfused

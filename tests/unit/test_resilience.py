@@ -290,3 +290,51 @@ def test_clearing_a_complex_spares_another_ranks_error_log_being_written(tmp_pat
     in_flight.write_text("torch.OutOfMemoryError: CUDA out of memory")
     outputs.clear_unfinished(directory)
     assert sorted(p.name for p in directory.iterdir()) == [in_flight.name]
+
+
+def test_sigterm_ends_a_batch_through_its_cleanup_and_leaves_no_workers(tmp_path, foldcp_cache):
+    """SIGTERM (Slurm's time limit, scancel, torchrun stopping ranks) mid-batch: the process
+    ends through its cleanup — the writing worker finishes the write in hand, both workers
+    stop — so no worker outlives the job, and what was finished is intact."""
+    config, root, batch = make_screen(tmp_path / "screen")
+    raw = json.loads((root / "config.yaml").read_text())
+    raw["model"] |= {"write_behind": True, "featurize_ahead": True}  # both workers, on CPU too
+    (root / "config.yaml").write_text(json.dumps(raw))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "foldcp.cli", "predict", "--config", str(root / "config.yaml"),
+               "--plan", str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")]
+
+    def children(pid: int) -> set[int]:
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+        return found
+
+    with open(tmp_path / "predict.log", "w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 600
+            while not list((root / "pred").glob("*/done.json")):
+                assert proc.poll() is None, (tmp_path / "predict.log").read_text()[-3000:]
+                assert time.time() < deadline
+                time.sleep(0.05)
+            workers = children(proc.pid)
+            assert len(workers) >= 2, workers  # the featurizing and the writing worker
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        finally:
+            proc.kill()
+            proc.wait()
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+              for pid in workers):
+        assert time.time() < deadline, f"workers {workers} outlived the job"
+        time.sleep(0.1)
+    finished = [c for c in COMPLEXES if (root / "pred" / c / "done.json").exists()]
+    assert finished and all(outputs.is_done(root / "pred" / c) for c in finished)
+    assert not list((root / "pred").rglob("*.tmp"))

@@ -372,6 +372,7 @@ def test_a_write_that_fails_behind_the_next_fold_stops_the_batch_there(screen):
         run(screen)
     assert f"cannot write {pred / 'pepAx2'}" in str(error.value)
     assert f"batch {batch} stopped at pepAx2 (1 of 3 complexes finished" in str(error.value)
+    assert str(error.value).count("stopped at") == 1  # said once, for the complex it hit
     assert is_done(pred / "P11540__pepA")
     assert not (pred / "pepA__pepB" / "done.json").exists()
     assert not (pred / "batches").exists()
