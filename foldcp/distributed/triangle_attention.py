@@ -132,11 +132,14 @@ class DistTriangleAttention(nn.Module):
                     return self._fused_blocks(q, blocks, bias_rows), g
                 return self._streamed_blocks(q, blocks, bias_rows, layout), g
 
-        def rows_of_output(r0: int, r1: int) -> torch.Tensor:
-            o, g = attended(r0, r1)
+        def output(o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            """linear_o(o · sigmoid(g)): the rows' update, unfused."""
             with record_function("foldcp.tri_att.gate_out"):
-                gated = gate_(o, g.view(batch, r1 - r0, cols, heads, width), None)  # o · sigmoid(g)
-                return mha.linear_o(gated.reshape(batch, r1 - r0, cols, heads * width))
+                gated = gate_(o, g.view(o.shape), None)
+                return mha.linear_o(gated.reshape(*o.shape[:3], heads * width))
+
+        def rows_of_output(r0: int, r1: int) -> torch.Tensor:
+            return output(*attended(r0, r1))
 
         chunk = self._chunk(rows, cols, n, heads, fused, x.element_size())
         if into is not None and triton_gated_output.applies(into, mha.linear_o):
@@ -145,9 +148,10 @@ class DistTriangleAttention(nn.Module):
             for r0, r1 in row_chunks(rows, chunk):
                 o, g = attended(r0, r1)
                 with record_function("foldcp.tri_att.gate_out"):
-                    if triton_gated_output.add_gated_output_or_none(
-                            target[:, r0:r1], o, g, mha.linear_o) is None:  # cannot build here
-                        add_(target[:, r0:r1], mha.linear_o(gate_(o, g.view(o.shape), None).reshape(*o.shape[:3], -1)))
+                    fused_out = triton_gated_output.add_gated_output_or_none(
+                        target[:, r0:r1], o, g, mha.linear_o)
+                if fused_out is None:  # cannot be built here
+                    add_(target[:, r0:r1], output(o, g))
             return into
         return assemble_rows(rows_of_output, rows, chunk, transposed=transposed_out, into=into)
 

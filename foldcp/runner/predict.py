@@ -418,15 +418,11 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     pending = None  # (complex, folder, start, its PendingWrite): written while the next folds
 
     def stopped(complex_, error: OutputError) -> OutputError:
-        if getattr(error, "batch_stopped", False):  # said already, for the complex it hit
-            return error
         done = sum(r["status"] in ("ok", "already_done") for r in rows)
-        stop = OutputError(
+        return OutputError(
             f"{error}\nbatch {batch_id} stopped at {complex_.id} ({done} of {len(batch)} "
             f"complexes finished and kept with their done.json; this one and the rest run "
             f"when the batch runs again)")
-        stop.batch_stopped = True
-        return stop
 
     def failed(complex_, directory, started, error: Exception) -> None:
         """A complex's own failure: recorded beside it and in the table; the batch goes on."""
@@ -473,19 +469,9 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir,
                                                complexes=to_fold, proteins=proteins)
                 result = predictor.fold(complex_, proteins, directory)
-                settle()  # the one before: written while this one folded
-                if isinstance(result, PendingWrite):
-                    result.start()  # after the write before it succeeded
-                    pending = (complex_, directory, started, result)
-                else:
-                    rows.append(dict(complex_id=complex_.id, status="ok", error="",
-                                     runtime_s=round(time.time() - started, 3)))
             except OutputError as error:
                 settle()
-                stop = stopped(complex_, error)
-                if stop is error:
-                    raise
-                raise stop from error
+                raise stopped(complex_, error) from error
             except Exception as error:  # noqa: BLE001 - one complex must not sink the batch
                 if predictor is None or predictor.grid is not None:
                     # The model could not be loaded (nothing in this batch can run), or a grid
@@ -501,6 +487,16 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     raise
                 settle()
                 failed(complex_, directory, started, error)
+            else:
+                # (outside the try: a failed write of the complex before stops the batch at
+                # that complex, not at this one)
+                settle()  # the one before: written while this one folded
+                if isinstance(result, PendingWrite):
+                    result.start()  # after the write before it succeeded
+                    pending = (complex_, directory, started, result)
+                else:
+                    rows.append(dict(complex_id=complex_.id, status="ok", error="",
+                                     runtime_s=round(time.time() - started, 3)))
         settle()
     finally:
         if predictor is not None:
