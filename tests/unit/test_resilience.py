@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -64,6 +65,27 @@ def stamp(path: Path) -> tuple[int, str]:
     return path.stat().st_mtime_ns, json.loads(path.read_text())["runtime_s"]
 
 
+@contextmanager
+def predicting(root: Path, batch: str, log_path: Path):
+    """`foldcp predict` of the batch in a subprocess, yielded once its first complex is done;
+    killed on leaving the block if still running."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "foldcp.cli", "predict", "--config", str(root / "config.yaml"),
+               "--plan", str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 600
+            while not list((root / "pred").glob("*/done.json")):
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline
+                time.sleep(0.01)
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def folded(tmp_path_factory, foldcp_cache):
     """The three complexes folded once; tests work on copies."""
@@ -87,21 +109,8 @@ def screen(folded, tmp_path):
 
 def test_batch_killed_midway_resumes_without_redoing_or_duplicating(tmp_path, foldcp_cache):
     config, root, batch = make_screen(tmp_path / "screen")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "foldcp.cli", "predict", "--config", str(root / "config.yaml"),
-               "--plan", str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")]
-    with open(tmp_path / "predict.log", "w") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 600
-            while not list((root / "pred").glob("*/done.json")):
-                assert proc.poll() is None, (tmp_path / "predict.log").read_text()[-3000:]
-                assert time.time() < deadline
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait()
+    with predicting(root, batch, tmp_path / "predict.log") as proc:
+        proc.send_signal(signal.SIGKILL)
     status = root / "pred" / "batches" / f"{batch}.parquet"
     assert not status.exists(), "the batch finished before it was killed"
     finished = [c for c in COMPLEXES if (root / "pred" / c / "done.json").exists()]
@@ -300,9 +309,6 @@ def test_sigterm_ends_a_batch_through_its_cleanup_and_leaves_no_workers(tmp_path
     raw = json.loads((root / "config.yaml").read_text())
     raw["model"] |= {"write_behind": True, "featurize_ahead": True}  # both workers, on CPU too
     (root / "config.yaml").write_text(json.dumps(raw))
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "foldcp.cli", "predict", "--config", str(root / "config.yaml"),
-               "--plan", str(root / "plan" / "plan.parquet"), "--batch", batch, "--out", str(root / "pred")]
 
     def children(pid: int) -> set[int]:
         found = set()
@@ -315,21 +321,11 @@ def test_sigterm_ends_a_batch_through_its_cleanup_and_leaves_no_workers(tmp_path
                 found.add(int(stat.parent.name))
         return found
 
-    with open(tmp_path / "predict.log", "w") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 600
-            while not list((root / "pred").glob("*/done.json")):
-                assert proc.poll() is None, (tmp_path / "predict.log").read_text()[-3000:]
-                assert time.time() < deadline
-                time.sleep(0.05)
-            workers = children(proc.pid)
-            assert len(workers) >= 2, workers  # the featurizing and the writing worker
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=120) == 128 + signal.SIGTERM
-        finally:
-            proc.kill()
-            proc.wait()
+    with predicting(root, batch, tmp_path / "predict.log") as proc:
+        workers = children(proc.pid)
+        assert len(workers) >= 2, workers  # the featurizing and the writing worker
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
     deadline = time.time() + 30
     while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
               for pid in workers):
