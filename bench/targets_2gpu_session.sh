@@ -4,7 +4,8 @@
 #   PART=a  3,605 tokens × 5 samples, full default, on 1×2 with TF32 sampling (target ≤ 150 s)
 #   PART=b  screening throughput, both sides in one call: stock `boltz predict` (GPU 0) ‖
 #           foldcp with featurize-ahead (its default on GPUs) and TF32 sampling (GPU 1), as
-#           many runs as B_VARIANTS lists (default: one, "default"), each from cold caches;
+#           many runs as B_VARIANTS lists (default: one, "default"), each from cold caches ("warm":
+#           with those "default" left);
 #           B_AGREEMENT=N then runs serial Boltz2.forward against foldcp 1×1 at N tokens (float32
 #           and TF32 sampling, full default) on GPU 1 while stock finishes (carry .payload/cp too)
 #   PART=c  capacity: 8,605 tokens on 1×2 under an H100's 79.18 GiB (--gpu-memory-gib; the
@@ -57,14 +58,21 @@ case $part in
      common="--inputs $w/in --checkpoint $w/full.ckpt --cache $w/cache"
      CUDA_VISIBLE_DEVICES=0 $tp stock $common --time-limit $left --work $w/stock --out $out/stock.jsonl > $out/stock.txt 2>&1 &
      # foldcp's runs on GPU 1, one after another, each from cold compile caches of its own:
-     # B_VARIANTS lists them, each "default" or VAR=VALUE[,VAR=VALUE] (e.g. FOLDCP_COMPILE=0)
+     # B_VARIANTS lists them, each "default", "warm" (defaults, with the compile caches the
+     # "default" run before it left: a job after the first on the same machine) or
+     # VAR=VALUE[,VAR=VALUE] (e.g. FOLDCP_COMPILE=0)
      ( for variant in ${B_VARIANTS:-default}; do
-         v=${variant//[^A-Za-z0-9_]/_}; vars=(); [ "$variant" = default ] || IFS=, read -ra vars <<< "$variant"
+         v=${variant//[^A-Za-z0-9_]/_}; vars=(); caches=$v
+         case $variant in default) ;; warm) caches=default ;; *) IFS=, read -ra vars <<< "$variant" ;; esac
          left=$(left 565); [ "$left" -gt 60 ] || break
-         env "${vars[@]}" TRITON_CACHE_DIR=/tmp/cold-$v/triton TORCHINDUCTOR_CACHE_DIR=/tmp/cold-$v/inductor \
+         env "${vars[@]}" TRITON_CACHE_DIR=/tmp/cold-$caches/triton TORCHINDUCTOR_CACHE_DIR=/tmp/cold-$caches/inductor \
            CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --time-limit $left --work $w/foldcp-$v \
            --out $out/foldcp.jsonl --single-gpu foldcp --sampling-precision tf32 >> $out/foldcp.txt 2>&1
          mkdir -p $out/$v; cp $w/foldcp-$v/predictions/batches/*.parquet $out/$v/ 2>/dev/null  # per-complex runtime_s
+         # the batch's start-up timeline, and when each Triton kernel was compiled (cache files' times)
+         grep "^\[foldcp\]\|^batch " $w/foldcp-$v/foldcp.log > $out/$v/timeline.txt
+         find /tmp/cold-$caches/triton -name "*.json" ! -name "__grp__*" -printf "%T@ %f\n" 2>/dev/null \
+           | sort -n > $out/$v/triton_compiled.txt
        done
        # then, on GPU 1 while stock still runs: serial Boltz2.forward vs foldcp 1×1 at B_AGREEMENT tokens
        [ -z "${B_AGREEMENT:-}" ] || cp_run 1 29709 $(left 565) agreement --tokens "$B_AGREEMENT" \

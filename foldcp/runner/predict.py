@@ -381,6 +381,31 @@ def wants_retry(table: pd.DataFrame, final: bool) -> bool:
     return not final and bool((table["status"] == "out_of_memory").any())
 
 
+def folding_order(batch: pd.DataFrame) -> pd.DataFrame:
+    """The batch's plan rows (largest first) in the order they fold: the smallest first, then
+    the rest largest first.
+
+    The first fold waits for its features (the featurizing worker is still starting when the
+    model is ready: featurize_ahead.py) and compiles the GPU kernels: both cost least on the
+    smallest complex, whose features also come soonest. The others follow largest first, so
+    the fold after the small first one is long enough for the worker to featurize the next,
+    and the last fold, whose files nothing hides, is a small one."""
+    if len(batch) < 3:
+        return batch
+    smallest = batch["tokens"].to_numpy().argmin()
+    return pd.concat([batch.iloc[[smallest]], batch.drop(batch.index[smallest])])
+
+
+def seconds_since_process_start() -> float | None:
+    """How long this process has run (Linux: /proc), None where that cannot be read."""
+    try:
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])  # both since boot
+        return uptime - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path,
               msa_dir: str | Path | None = None, grid: int | None = None,
               final: bool = True) -> pd.DataFrame:
@@ -403,7 +428,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     predictor = None
     rows = []
     work = []  # (complex, its folder, its row if it is not folded now)
-    for row in batch.itertuples():
+    for row in folding_order(batch).itertuples():
         complex_ = make_complex(parse_complex(row.chains))
         directory = out_dir / complex_.id
         skipped = None
@@ -415,6 +440,13 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                            error=earlier["error"], runtime_s=0.0)
         work.append((complex_, directory, skipped))
     to_fold = [complex_ for complex_, _, skipped in work if skipped is None]
+
+    def timeline(event: str) -> None:
+        """Where a batch's time outside its folds goes (start-up): in the job's log."""
+        if not distributed or rank_from_env() == 0:
+            age = seconds_since_process_start()
+            when = "" if age is None else f" {age:.1f} s after the process started"
+            print(f"[foldcp] batch {batch_id}: {event}{when}", flush=True)
     pending = None  # (complex, folder, start, its PendingWrite): written while the next folds
 
     def stopped(complex_, error: OutputError) -> OutputError:
@@ -468,6 +500,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                 if predictor is None:
                     predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir,
                                                complexes=to_fold, proteins=proteins)
+                    timeline(f"model ready ({time.time() - started:.1f} s to load)")
                 result = predictor.fold(complex_, proteins, directory)
             except OutputError as error:
                 settle()
@@ -498,6 +531,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     rows.append(dict(complex_id=complex_.id, status="ok", error="",
                                      runtime_s=round(time.time() - started, 3)))
         settle()
+        timeline(f"{len(to_fold)} complexes folded")
     finally:
         if predictor is not None:
             predictor.close()  # the featurizing and writing workers, where they run

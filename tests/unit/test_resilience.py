@@ -218,8 +218,8 @@ def test_disk_full_stops_the_batch_with_a_clear_error_and_leaves_nothing_half_wr
     config, root, batch = planned
     real_replace = os.replace
 
-    def full_disk(src, dst):  # the batch folds P11540__pepA, pepAx2, pepA__pepB in this order
-        if "pepAx2" in str(dst) and str(dst).endswith("pae_model_0.npz"):
+    def full_disk(src, dst):  # the batch folds pepA__pepB, P11540__pepA, pepAx2 in this order
+        if "P11540__pepA" in str(dst) and str(dst).endswith("pae_model_0.npz"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
@@ -227,18 +227,18 @@ def test_disk_full_stops_the_batch_with_a_clear_error_and_leaves_nothing_half_wr
     with pytest.raises(OutputError) as error:
         run(config, root, batch)
     text = str(error.value)
-    assert f"cannot write {root / 'pred' / 'pepAx2' / 'pae_model_0.npz'}: No space left on device" in text
-    assert f"batch {batch} stopped at pepAx2 (1 of 3 complexes finished" in text
+    assert f"cannot write {root / 'pred' / 'P11540__pepA' / 'pae_model_0.npz'}: No space left on device" in text
+    assert f"batch {batch} stopped at P11540__pepA (1 of 3 complexes finished" in text
     pred = root / "pred"
-    assert outputs.is_done(pred / "P11540__pepA")
-    assert not (pred / "pepAx2" / "done.json").exists()
-    assert not (pred / "pepAx2" / "pae_model_0.npz").exists()
+    assert outputs.is_done(pred / "pepA__pepB")
+    assert not (pred / "P11540__pepA" / "done.json").exists()
+    assert not (pred / "P11540__pepA" / "pae_model_0.npz").exists()
     assert not list(pred.rglob("*.tmp")) and not (pred / "batches").exists()
-    assert not (pred / "pepA__pepB").exists()  # the batch stopped: no failure recorded for the rest
+    assert not (pred / "pepAx2").exists()  # the batch stopped: no failure recorded for the rest
 
     monkeypatch.setattr(os, "replace", real_replace)  # space again
     again = run(config, root, batch).set_index("complex_id")["status"].to_dict()
-    assert again == {"P11540__pepA": "already_done", "pepA__pepB": "ok", "pepAx2": "ok"}
+    assert again == {"pepA__pepB": "already_done", "P11540__pepA": "ok", "pepAx2": "ok"}
 
 
 def test_unwritable_output_folder_is_a_clear_error_from_the_command(planned, capsys):
@@ -249,7 +249,7 @@ def test_unwritable_output_folder_is_a_clear_error_from_the_command(planned, cap
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("foldcp predict: error: cannot write ")
-    assert "P11540__pepA" in err and "0 of 3 complexes finished" in err
+    assert "pepA__pepB" in err and "0 of 3 complexes finished" in err  # the first folded
     assert (root / "pred").read_text().startswith("a file where")
 
 

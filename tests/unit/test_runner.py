@@ -359,26 +359,44 @@ def test_writing_behind_gives_the_same_outputs(screen):
 
 
 def test_a_write_that_fails_behind_the_next_fold_stops_the_batch_there(screen):
-    """The worker cannot write pepAx2 (a file stands where its folder goes): the batch stops
-    with the error naming it once the fold after it ends; that fold's complex is not written
-    (no write starts after a failed one; it folds again on the rerun), the one before is
-    finished and kept."""
+    """The worker cannot write P11540__pepA, the second complex folded (a file stands where
+    its folder goes): the batch stops with the error naming it once the fold after it ends;
+    that fold's complex is not written (no write starts after a failed one; it folds again on
+    the rerun), the one before is finished and kept."""
     config, root, batch = screen
     config["model"]["write_behind"] = True
     pred = root / "pred"
     pred.mkdir()
-    (pred / "pepAx2").write_text("in the way\n")
+    (pred / "P11540__pepA").write_text("in the way\n")
     with pytest.raises(OutputError) as error:
         run(screen)
-    assert f"cannot write {pred / 'pepAx2'}" in str(error.value)
-    assert f"batch {batch} stopped at pepAx2 (1 of 3 complexes finished" in str(error.value)
+    assert f"cannot write {pred / 'P11540__pepA'}" in str(error.value)
+    assert f"batch {batch} stopped at P11540__pepA (1 of 3 complexes finished" in str(error.value)
     assert str(error.value).count("stopped at") == 1  # said once, for the complex it hit
-    assert is_done(pred / "P11540__pepA")
-    assert not (pred / "pepA__pepB" / "done.json").exists()
+    assert is_done(pred / "pepA__pepB")
+    assert not (pred / "pepAx2" / "done.json").exists()
     assert not (pred / "batches").exists()
-    (pred / "pepAx2").unlink()
+    (pred / "P11540__pepA").unlink()
     again = run(screen).set_index("complex_id")["status"].to_dict()
-    assert again == {"P11540__pepA": "already_done", "pepAx2": "ok", "pepA__pepB": "ok"}
+    assert again == {"pepA__pepB": "already_done", "P11540__pepA": "ok", "pepAx2": "ok"}
+
+
+def test_a_batch_folds_its_smallest_complex_first_then_the_largest(screen):
+    """Folding order: the smallest complex first (its features are ready soonest, and the
+    first fold compiles the kernels), then the rest largest first (the last fold's files,
+    which no fold hides, are a small complex's)."""
+    config, root, batch = screen
+    plan = pd.read_parquet(root / "plan" / "plan.parquet")
+    assert list(plan["complex_id"]) == ["P11540__pepA", "pepAx2", "pepA__pepB"]  # largest first
+    order = ["pepA__pepB", "P11540__pepA", "pepAx2"]
+    assert list(predict.folding_order(plan)["complex_id"]) == order
+    assert list(run(screen)["complex_id"]) == order  # the status table, in folding order
+    first = json.loads((root / "pred" / "pepA__pepB" / "done.json").read_text())
+    later = json.loads((root / "pred" / "pepAx2" / "done.json").read_text())
+    assert first["tokens"] < later["tokens"]
+    sizes = pd.DataFrame({"complex_id": list("abcde"), "tokens": [900, 700, 700, 300, 500]})
+    assert list(predict.folding_order(sizes)["complex_id"]) == ["d", "a", "b", "c", "e"]
+    assert list(predict.folding_order(sizes.iloc[:2])["complex_id"]) == ["a", "b"]
 
 
 def test_a_writing_worker_that_dies_loses_nothing(screen, monkeypatch, caplog):
