@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--profile-pairformer", type=int, default=None, metavar="K",
                         help="profile the K-th Pairformer pass of the trunk (one per recycle): "
                              "GPU ms per sub-layer label (summed over its layers) and top kernels")
+    parser.add_argument("--profile-msa", type=int, default=None, metavar="K",
+                        help="profile the K-th MSA stage of the trunk (one per recycle): GPU ms "
+                             "per sub-layer label and top kernels")
     parser.add_argument("--profile-sampling", type=int, nargs=2, default=None, metavar=("K", "M"),
                         help="profile denoising steps K … K+M-1 as they run (CUDA graphs "
                              "included) and everything between their networks: the sampling "
@@ -214,6 +217,8 @@ def main() -> None:
         if args.profile_pairformer and mode == args.sampling_precision[0]:
             profile_kth_call(trunk.pairformer, "forward", args.profile_pairformer, row,
                              "pairformer_profile", sync)
+        if args.profile_msa and mode == args.sampling_precision[0]:
+            profile_kth_call(trunk, "msa_stage", args.profile_msa, row, "msa_profile", sync)
         try:
             with torch.inference_mode(), autocast, \
                     sampling_precision(model.structure_module, mode):

@@ -22,7 +22,7 @@
 #             (triton_transition.py) against the unfused path (bench/transition_kernel.py;
 #             SWEEP=1: its tiles)
 #   profile   one fold at PROFILE_TOKENS (2500), 1 recycle, 3 steps, eager steps: its second
-#             Pairformer pass and second denoising step profiled (cp_model.py --profile-*)
+#             Pairformer pass, MSA stage and denoising step profiled (cp_model.py --profile-*)
 #   sampling  one fold at each of SAMPLING_TOKENS (2500 1000), no recycles, 30 steps, TF32, CUDA
 #             graphs as folds run: denoising steps 10-19 profiled with all between their
 #             networks (cp_model.py --profile-sampling): the sampling loop's own overhead
@@ -94,7 +94,8 @@ for part in $PARTS; do
     gemm) timeout -k 5 "$(left)" python3 bench/trimul_gemm.py --tokens ${GEMM_TOKENS:-2048 2512} \
             --out "$out/gemm.jsonl" 2>&1 | grep -v "^{" ;;
     profile) cp_run 0 29704 "$(left)" profile --no-serial --tokens "${PROFILE_TOKENS:-2500}" --recycling 1 \
-               --steps 3 --no-cuda-graphs --sampling-precision tf32 --profile-pairformer 2 --profile-step 2 ;;
+               --steps 3 --no-cuda-graphs --sampling-precision tf32 --profile-pairformer 2 --profile-msa 2 \
+               --profile-step 2 ;;
     sampling) for n in ${SAMPLING_TOKENS:-2500 1000}; do
                 cp_run 0 29705 "$(left)" sampling --no-serial --tokens "$n" --recycling 0 --steps 30 \
                   --sampling-precision tf32 --profile-sampling 10 10

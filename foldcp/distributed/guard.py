@@ -22,8 +22,12 @@ class LargestTensor(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # Views allocate nothing: their storage was counted when it was created (or, a view of
+        # a parameter under inference mode — not marked as a view —, it is the input's)
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor)}
         for item in tree_flatten(out)[0]:
-            # Views allocate nothing: their storage was counted when it was created.
-            if isinstance(item, torch.Tensor) and not item._is_view() and item.numel() > self.numel:
+            if isinstance(item, torch.Tensor) and not item._is_view() and item.numel() > self.numel \
+                    and item.untyped_storage().data_ptr() not in inputs:
                 self.numel, self.shape, self.op = item.numel(), tuple(item.shape), func
         return out

@@ -14,7 +14,11 @@ as everywhere else. S is padded to a multiple of P with masked sequences.
   sequences' partial sums for one target block at a time, projected to C_z channels before
   they travel (the projection is linear, its bias is added once), and the partials are
   summed onto the block's owner. Rows are chunked so the c_h² outer product never exceeds a
-  pair block's size.
+  pair block's size. With few sequences (fewer than c_h / 2 on a rank: single-sequence
+  screens have one) the projection is applied to b first, W·b [S_k·c_h, |C_q|·C_z], and
+  each chunk's partial sum is one GEMM a [rows, S_k·c_h] × W·b: 2·S_k·c_h·C_z flops per
+  pair instead of the c_h²-wide outer product (2·c_h²·C_z flops and c_h² values written and
+  read per pair) — the same sum in another order.
 - The layer's triangle updates and attention are the distributed Pairformer pieces.
 
 Built from Boltz's MSAModule / MSALayer and sharing their parameters.
@@ -26,6 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
 from boltz.data import const
 
@@ -113,6 +118,9 @@ class DistOuterProductMean(nn.Module):
     def __init__(self, serial: nn.Module) -> None:
         super().__init__()
         self.serial = serial
+        # the projection applied to b first (few sequences; see the module docstring):
+        # None decides by the number of sequences, True / False force it (tests)
+        self.projected_first: bool | None = None
 
     def forward(self, m: torch.Tensor, msa_mask: torch.Tensor, layout: Layout, into: torch.Tensor,
                 row_chunk: int | None = None) -> torch.Tensor:
@@ -127,6 +135,9 @@ class DistOuterProductMean(nn.Module):
         b = (opm.proj_b(m) * mask).float()
         hidden = opm.c_hidden
         weight = opm.proj_o.weight  # [C_z, c_h·c_h]
+        depth = a.shape[1]  # my sequences
+        projected_first = self.projected_first if self.projected_first is not None \
+            else 2 * depth < hidden
         for owner in range(grid.size):
             rows, cols = grid.block_of(n, owner)
             n_rows = rows.stop - rows.start
@@ -135,16 +146,28 @@ class DistOuterProductMean(nn.Module):
                                      msa_mask[:, :, cols].float()).contiguous()
             if grid.size > 1:
                 dist.reduce(count, owner)
-            # a chunk's outer products (float32, c_h² wide; then their bf16 copy) at most a
-            # 16th of the z block's bytes: at 6,000 tokens on one GPU the whole-block-sized
-            # chunk was 17 GiB
-            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (hidden * hidden * 16))
+            if projected_first:
+                # W·b: [B, S_k·c_h, |C_q|·C_z], (s, c) rows against (j, o) columns
+                w = weight.reshape(weight.shape[0], hidden, hidden)  # [o, c, d]
+                wb = torch.einsum("bsjd,ocd->bscjo", b[:, :, cols], w)
+                wb = wb.reshape(b.shape[0], depth * hidden, -1)
+                a_rows = a.permute(0, 2, 1, 3).reshape(a.shape[0], a.shape[2], depth * hidden)
+            # a chunk's partial sums at most a 16th of the z block's bytes: each chunk's outer
+            # products (float32, c_h² wide; then their bf16 copy) — at 6,000 tokens on one
+            # GPU the whole-block-sized chunk was 17 GiB —, or (projected first) its C_z-wide
+            # sums
+            width = weight.shape[0] if projected_first else hidden * hidden
+            chunk = row_chunk or max(1, n_rows * weight.shape[0] // (width * 16))
             for r0, r1 in row_chunks(n_rows, chunk):
                 r = slice(rows.start + r0, rows.start + r1)
-                outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
-                outer = outer.reshape(*outer.shape[:3], hidden * hidden)
-                total = F.linear(outer.to(weight.dtype), weight).float()
-                del outer
+                if projected_first:
+                    total = torch.matmul(a_rows[:, r], wb).float()
+                    total = total.reshape(total.shape[0], r1 - r0, -1, weight.shape[0])
+                else:
+                    outer = torch.einsum("bsic,bsjd->bijcd", a[:, :, r], b[:, :, cols])
+                    outer = outer.reshape(*outer.shape[:3], hidden * hidden)
+                    total = F.linear(outer.to(weight.dtype), weight).float()
+                    del outer
                 if grid.size > 1:
                     dist.reduce(total, owner)
                 if owner == grid.rank:  # total / count + bias (same operations), then z +
@@ -167,13 +190,17 @@ class DistMSALayer(nn.Module):
         """consume_z: the caller hands z over (updated in place); otherwise the layer's first
         update makes its own block and the caller's z is untouched."""
         replay_dropout_draw(m.shape[0], depth, m.device)  # Boltz's MSA dropout mask
-        m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
-        m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
-        # z + opm(m)'s dtype: opm's is its LayerNorm's (float32 under autocast, else m's)
-        dtype = torch.promote_types(z.dtype, torch.promote_types(m.dtype, torch.float32))
-        if not consume_z or z.dtype != dtype:
-            z = z.to(dtype, copy=True)  # the caller's z stays as it was
-        z = self.outer_product_mean(m, msa_mask, layout, into=z, row_chunk=self.opm_row_chunk)
+        # record_function labels let bench/cp_model.py --profile-msa split the time
+        with record_function("foldcp.msa.pair_weighted_averaging"):
+            m = m + self.pair_weighted_averaging(m, z, pair_mask, layout)
+        with record_function("foldcp.msa.transition"):
+            m = m + rowwise(self.serial.msa_transition, m, expansion=4)  # chunks of sequences
+        with record_function("foldcp.msa.outer_product_mean"):
+            # z + opm(m)'s dtype: opm's is its LayerNorm's (float32 under autocast, else m's)
+            dtype = torch.promote_types(z.dtype, torch.promote_types(m.dtype, torch.float32))
+            if not consume_z or z.dtype != dtype:
+                z = z.to(dtype, copy=True)  # the caller's z stays as it was
+            z = self.outer_product_mean(m, msa_mask, layout, into=z, row_chunk=self.opm_row_chunk)
         z = self.pairformer_layer(z, pair_mask, layout, consume_z=True)  # z is ours now
         return z, m
 

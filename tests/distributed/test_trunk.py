@@ -97,17 +97,17 @@ def with_random_msa(feats, depth: int, seed: int) -> dict:
     return feats
 
 
-def _msa_module(grid, model, feats, opm_row_chunk=None):
+def _msa_module(grid, model, feats, opm_row_chunk=None, projected_first=None):
     """float64 throughout (Boltz's .float() casts kept at float64): a tight comparison."""
     with torch.inference_mode():
         s_inputs = model.input_embedder(feats).double()  # the embedder itself runs in float32
     model = model.double()
     feats = {k: (v.double() if v.is_floating_point() else v) for k, v in feats.items()}
     with keep_float64(torch.float64):
-        return _msa_module_64(grid, model, feats, s_inputs, opm_row_chunk)
+        return _msa_module_64(grid, model, feats, s_inputs, opm_row_chunk, projected_first)
 
 
-def _msa_module_64(grid, model, feats, s_inputs, opm_row_chunk=None):
+def _msa_module_64(grid, model, feats, s_inputs, opm_row_chunk=None, projected_first=None):
     n = feats["token_pad_mask"].shape[1]
     layout = Layout.for_tokens(grid, n)
     token_mask = feats["token_pad_mask"].float()
@@ -120,6 +120,7 @@ def _msa_module_64(grid, model, feats, s_inputs, opm_row_chunk=None):
         dist_module = DistMSAModule(model.msa_module)
         for layer in dist_module.layers:
             layer.opm_row_chunk = opm_row_chunk
+            layer.outer_product_mean.projected_first = projected_first
         blocks = layout.shard_pair(z), layout.pad_single(s_inputs), layout.shard_pair(pair_mask)
         with LargestTensor() as largest:
             got = dist_module(blocks[0], blocks[1], feats, blocks[2], layout)
@@ -129,14 +130,18 @@ def _msa_module_64(grid, model, feats, s_inputs, opm_row_chunk=None):
     return largest.numel
 
 
-@pytest.mark.parametrize("rows, cols, depth, opm_row_chunk",
-                         [(1, 2, 5, None), (2, 2, 3, None), (2, 3, 7, None), (1, 1, 4, 2), (2, 1, 3, 3)])
-def test_msa_module(model_and_feats, rows, cols, depth, opm_row_chunk):
+@pytest.mark.parametrize("rows, cols, depth, opm_row_chunk, projected_first",
+                         [(1, 2, 5, None, False), (2, 2, 3, None, True), (2, 3, 7, None, None),
+                          (1, 1, 4, 2, True), (2, 1, 3, 3, False), (1, 1, 1, None, None),
+                          (1, 2, 1, 3, True)])
+def test_msa_module(model_and_feats, rows, cols, depth, opm_row_chunk, projected_first):
     """opm_row_chunk: the outer product mean added into z a few rows at a time (each chunk
-    reduced over the grid on its own), as at real sizes."""
+    reduced over the grid on its own), as at real sizes. projected_first: its projection
+    applied to b before the sum over sequences (True), after the c_h² outer product (False),
+    or as chosen by the depth (None; depth 1: a single-sequence screen)."""
     model, feats = model_and_feats
     feats = with_random_msa(feats, depth, seed=rows * 10 + cols)
-    run_on_grid(rows, cols, _msa_module, model, feats, opm_row_chunk)
+    run_on_grid(rows, cols, _msa_module, model, feats, opm_row_chunk, projected_first)
 
 
 def serial_trunk(model, feats, s_inputs, recycling_steps):
