@@ -51,6 +51,9 @@ case $part in
      mkdir -p $site && tar -xJf .payload/tp-site.tar.xz -C $site &&
        tar -xJf .anchor/.whl_cueq/cueq-*.tar.xz -C $site && python3 -m pip install -q --no-index \
        --no-deps --no-compile --target $site --upgrade .anchor/.whl_cueq/*.whl || exit
+     # bytecode compiled before anything is timed, as `pip install` leaves it: without it each
+     # side's first process compiled every module it imported (~1,000 files of the carried site)
+     python3 -m compileall -q -j 0 $site $PWD/foldcp > /dev/null
      export PYTHONPATH=$PWD:$site
      $tp make --out $w/in --count 16 --min-tokens 300 --max-tokens 1500 --seed 0 || exit
      $tp checkpoint --out $w/full.ckpt --size full --cache $w/cache || exit
@@ -68,11 +71,13 @@ case $part in
          env "${vars[@]}" TRITON_CACHE_DIR=/tmp/cold-$caches/triton TORCHINDUCTOR_CACHE_DIR=/tmp/cold-$caches/inductor \
            CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --time-limit $left --work $w/foldcp-$v \
            --out $out/foldcp.jsonl --single-gpu foldcp --sampling-precision tf32 >> $out/foldcp.txt 2>&1
-         mkdir -p $out/$v; cp $w/foldcp-$v/predictions/batches/*.parquet $out/$v/ 2>/dev/null  # per-complex runtime_s
-         # the batch's start-up timeline, and when each Triton kernel was compiled (cache files' times)
-         grep "^\[foldcp\]\|^batch " $w/foldcp-$v/foldcp.log > $out/$v/timeline.txt
-         find /tmp/cold-$caches/triton -name "*.json" ! -name "__grp__*" -printf "%T@ %f\n" 2>/dev/null \
-           | sort -n > $out/$v/triton_compiled.txt
+         # (per-complex times are in the rows) the batch's start-up timeline, and when each Triton
+         # kernel was compiled (cache files' times): one file for all variants (8 files come back)
+         { echo "== $variant"; grep "^\[foldcp\]\|^batch " $w/foldcp-$v/foldcp.log
+           echo "Triton kernels compiled (seconds since the first, name):"
+           find /tmp/cold-$caches/triton -name "*.json" ! -name "__grp__*" -printf "%T@ %f\n" \
+             2>/dev/null | sort -n | awk 'NR == 1 {t = $1} {printf "%.2f %s\n", $1 - t, $2}'
+         } >> $out/startup.txt
        done
        # then, on GPU 1 while stock still runs: serial Boltz2.forward vs foldcp 1×1 at B_AGREEMENT tokens
        [ -z "${B_AGREEMENT:-}" ] || cp_run 1 29709 $(left 565) agreement --tokens "$B_AGREEMENT" \

@@ -8,8 +8,8 @@ featurizes complex k+1 while complex k folds:
 
     ahead = FeaturizeAhead(featurize_here, mol_dir, msa_settings, msa_dir, fasta, seed)
     ahead.schedule([c1, c2, c3], first_now=True)         # the order they will be folded
-    ...                          # load the model: the worker starts and featurizes c1 meanwhile
-    featurized = ahead.take(c1)  # c1 from the worker if it is ready, else made here; c2 submitted
+    ...                   # load the model: the worker starts and featurizes c1, then c2, meanwhile
+    featurized = ahead.take(c1)  # c1 from the worker if it is ready, else made here
     featurized = ahead.take(c2)  # c2 from the worker (waits if not ready), c3 submitted
     ahead.close()
 
@@ -84,11 +84,13 @@ class FeaturizeAhead:
     def schedule(self, complexes: list, first_now: bool = False) -> None:
         """The complexes to be folded, in folding order. first_now: the worker starts on the
         first at once — while the caller loads its model — and take() uses that result if it
-        is ready by then (else it featurizes here, as without first_now: never later)."""
+        is ready by then (else it featurizes here, as without first_now: never later); the
+        second is queued behind it, so the worker goes on to it without waiting for take()."""
         self.following = {a.id: b for a, b in zip(complexes, complexes[1:])}
         self.raced = None
         if first_now and complexes:
-            self._submit(complexes[0])
+            for complex_ in complexes[:2]:
+                self._submit(complex_)
             self.raced = complexes[0].id
 
     def _submit(self, complex_) -> None:

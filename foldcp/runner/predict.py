@@ -447,6 +447,8 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
             age = seconds_since_process_start()
             when = "" if age is None else f" {age:.1f} s after the process started"
             print(f"[foldcp] batch {batch_id}: {event}{when}", flush=True)
+
+    timeline(f"{len(to_fold)} of {len(work)} complexes to fold (imports and the plan read)")
     pending = None  # (complex, folder, start, its PendingWrite): written while the next folds
 
     def stopped(complex_, error: OutputError) -> OutputError:

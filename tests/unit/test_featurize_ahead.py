@@ -62,6 +62,9 @@ def test_first_complex_from_the_worker_when_it_is_ready(setting):
     ahead, complexes, featurize_here, here = setting
     ahead.schedule(complexes, first_now=True)
     ahead.pending[complexes[0].id].result(timeout=120)  # the model took longer than this
+    # the second was queued behind the first: the worker goes on to it before any take()
+    ahead.pending[complexes[1].id].result(timeout=120)
+    assert complexes[2].id not in ahead.pending
     got = [ahead.take(c) for c in complexes]
     assert here == []
     for complex_, featurized in zip(complexes, got):
