@@ -203,12 +203,12 @@ def lazy_kernel(body):
     return kernel
 
 
-_kernel = lazy_kernel(lambda: _forward)
+_kernel = lazy_kernel(lambda: _shared_bias_attention_kernel)
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(Q, K, V, Bias, KeyBias, Out, Lse,
+    def _shared_bias_attention_kernel(Q, K, V, Bias, KeyBias, Out, Lse,
                  sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l, skb_g,
                  so_g, so_h, so_l, sl_g, sl_h, sl_l,
                  queries, keys, scale,

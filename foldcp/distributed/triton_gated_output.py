@@ -97,12 +97,12 @@ def add_gated_output_(z: torch.Tensor, o: torch.Tensor, g: torch.Tensor,
     return z
 
 
-_kernel = triton_attention.lazy_kernel(lambda: _forward)  # jitted on first use
+_kernel = triton_attention.lazy_kernel(lambda: _gated_output_kernel)  # jitted on first use
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(Z, O, G, W, Bias, positions, cols, channels,
+    def _gated_output_kernel(Z, O, G, W, Bias, positions, cols, channels,
                  sz_b, sz_r, sz_j, so_b, so_r, so_j, so_h, sg_b, sg_r, sg_j,
                  INNER: tl.constexpr, WIDTH: tl.constexpr, BLOCK_I: tl.constexpr,
                  BLOCK_C: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,

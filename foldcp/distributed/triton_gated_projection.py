@@ -98,12 +98,12 @@ def gated_projection(x: torch.Tensor, w_p: torch.Tensor, w_g: torch.Tensor,
     return out
 
 
-_kernel = triton_attention.lazy_kernel(lambda: _forward)  # jitted on first use
+_kernel = triton_attention.lazy_kernel(lambda: _gated_projection_kernel)  # jitted on first use
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b, so_p, so_d,
+    def _gated_projection_kernel(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b, so_p, so_d,
                  CHANNELS: tl.constexpr, GATE: tl.constexpr, HAS_KEEP: tl.constexpr,
                  PRECISION: tl.constexpr,
                  BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):

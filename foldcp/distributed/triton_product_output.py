@@ -102,12 +102,12 @@ def add_product_output_(z: torch.Tensor, product: torch.Tensor, x: torch.Tensor,
     return z
 
 
-_kernel = triton_attention.lazy_kernel(lambda: _forward)  # jitted on first use
+_kernel = triton_attention.lazy_kernel(lambda: _product_output_kernel)  # jitted on first use
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(Z, P, X, Wn, Bn, Wp, Wg, Bp, Bg, positions, cols, eps,
+    def _product_output_kernel(Z, P, X, Wn, Bn, Wp, Wg, Bp, Bg, positions, cols, eps,
                  sz_b, sz_r, sz_j, sp_b, sp_c, sp_r, sp_j, sx_b, sx_r, sx_j,
                  CHANNELS: tl.constexpr, HAS_P_BIAS: tl.constexpr, HAS_G_BIAS: tl.constexpr,
                  PRECISION: tl.constexpr, BLOCK_P: tl.constexpr):

@@ -104,12 +104,12 @@ def add_transition_(x: torch.Tensor, transition: nn.Module, dtype: torch.dtype) 
     return x
 
 
-_kernel = triton_attention.lazy_kernel(lambda: _forward)  # jitted on first use
+_kernel = triton_attention.lazy_kernel(lambda: _transition_kernel)  # jitted on first use
 
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _forward(X, Wn, Bn, W1, W2, W3, positions, cols, hidden, sx_b, sx_i, sx_j, eps,
+    def _transition_kernel(X, Wn, Bn, W1, W2, W3, positions, cols, hidden, sx_b, sx_i, sx_j, eps,
                  CHANNELS: tl.constexpr, PRECISION: tl.constexpr,
                  BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr):
         # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens
