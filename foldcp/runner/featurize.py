@@ -26,6 +26,18 @@ from foldcp.inputs import Complex, Protein
 FEATURIZER_SEED = 42  # the value Boltz's inference dataset uses
 
 
+def seed_everything(seed: int) -> None:
+    """Seed the global RNGs that parts of Boltz's pipeline and sampling draw from (before
+    each complex's featurization and fold: its result does not depend on what ran before)."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 @dataclass
 class Featurized:
     features: dict  # collated batch of one (tensors on CPU, plus "record")

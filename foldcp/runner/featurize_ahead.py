@@ -59,8 +59,9 @@ def _start_worker(mol_dir: str, msa_settings: dict, msa_dir: str | None, protein
 
 
 def _featurize_in_worker(complex_):
-    from foldcp.runner.featurize import featurize
-    from foldcp.runner.predict import seed_everything
+    # (not foldcp.runner.predict: the model's imports — Lightning, boltz.main — would add
+    # seconds to the worker's start, which the batch's second fold can wait for)
+    from foldcp.runner.featurize import featurize, seed_everything
 
     seed_everything(_WORKER["seed"])
     return featurize(complex_, _WORKER["proteins"], _WORKER["mol_dir"], _WORKER["canonicals"],

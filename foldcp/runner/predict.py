@@ -37,14 +37,12 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import random
 import sys
 import time
 import traceback
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -56,7 +54,7 @@ from foldcp.io import write_parquet, write_text
 from foldcp.model.checkpoint import load_model, resolve_checkpoint, sha256_of
 from foldcp.model.sampling_precision import sampling_precision
 from foldcp.plan.memory import MemoryModel, memory_budget_gib
-from foldcp.runner.featurize import featurize
+from foldcp.runner.featurize import featurize, seed_everything
 from foldcp.runner.outputs import clear_unfinished, confidence_summary, is_done
 from foldcp.runner.write_behind import PendingWrite, WriteBehind, write_complex
 
@@ -103,12 +101,6 @@ def use_expandable_segments() -> None:
     H100 and ran out of memory; the planner's memory model was measured with this setting
     (bench/RESULTS.md). Takes effect when CUDA is first used, so call it before that."""
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def single_gpu_engine(setting: str, tokens: int, device: torch.device, use_kernels: bool,

@@ -9,9 +9,8 @@ import torch
 
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.model.checkpoint import resolve_checkpoint
-from foldcp.runner.featurize import featurize
+from foldcp.runner.featurize import featurize, seed_everything
 from foldcp.runner.featurize_ahead import FeaturizeAhead
-from foldcp.runner.predict import seed_everything
 
 FASTA = ">pepA\nMKVLAGWDE\n>pepB\nGSHMQRTY\n>pepC\nPEKRTYLLA\n"
 
@@ -104,3 +103,17 @@ def test_a_failing_complex_raises_its_error(setting):
     with pytest.raises(KeyError, match="pepZ"):
         ahead.take(bad)
     same(ahead.take(complexes[1]), setting[2](complexes[1]))  # the worker carries on
+
+
+def test_the_worker_starts_without_the_model_stack(setting):
+    """The worker imports what featurizing needs (Boltz's data pipeline, whose collate module
+    brings Lightning) and not the model's stack (boltz.main, foldcp's runner and its CP
+    model: seconds of imports at a job's start, which the batch's second fold can wait for)."""
+    ahead, complexes, featurize_here, here = setting
+    ahead.schedule(complexes)
+    ahead.take(complexes[0])
+    same(ahead.take(complexes[1]), featurize_here(complexes[1]))  # made in the worker
+    loaded = ahead.pool.submit(eval, "sorted(set(__import__('sys').modules) & "
+                                     "{'boltz.main', 'foldcp.runner.predict', 'foldcp.distributed.model', "
+                                     "'boltz.data.feature.featurizerv2'})").result(timeout=120)
+    assert loaded == ["boltz.data.feature.featurizerv2"]
