@@ -208,14 +208,13 @@ _kernel = lazy_kernel(lambda: _shared_bias_attention_kernel)
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _shared_bias_attention_kernel(Q, K, V, Bias, KeyBias, Out, Lse,
-                 sq_g, sq_h, sq_l, sk_g, sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l, skb_g,
-                 so_g, so_h, so_l, sl_g, sl_h, sl_l,
-                 queries, keys, scale,
-                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 PRECISION: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
-                 LOG2E: tl.constexpr = 1.4426950408889634):
+    def _shared_bias_attention_kernel(Q, K, V, Bias, KeyBias, Out, Lse, sq_g, sq_h, sq_l, sk_g,
+                                      sk_h, sk_n, sv_g, sv_h, sv_n, sb_h, sb_l, skb_g, so_g, so_h,
+                                      so_l, sl_g, sl_h, sl_l, queries, keys, scale,
+                                      HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                      PRECISION: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
+                                      LOG2E: tl.constexpr = 1.4426950408889634):
         # 64-bit offsets: row × row stride and head × head stride can pass 2^31 at large N
         row = tl.program_id(0).to(tl.int64)
         block = tl.program_id(1).to(tl.int64)

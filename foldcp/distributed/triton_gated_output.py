@@ -102,11 +102,11 @@ _kernel = triton_attention.lazy_kernel(lambda: _gated_output_kernel)  # jitted o
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _gated_output_kernel(Z, O, G, W, Bias, positions, cols, channels,
-                 sz_b, sz_r, sz_j, so_b, so_r, so_j, so_h, sg_b, sg_r, sg_j,
-                 INNER: tl.constexpr, WIDTH: tl.constexpr, BLOCK_I: tl.constexpr,
-                 BLOCK_C: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-                 BLOCK_P: tl.constexpr):
+    def _gated_output_kernel(Z, O, G, W, Bias, positions, cols, channels, sz_b, sz_r, sz_j, so_b,
+                             so_r, so_j, so_h, sg_b, sg_r, sg_j, INNER: tl.constexpr,
+                             WIDTH: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_C: tl.constexpr,
+                             HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+                             BLOCK_P: tl.constexpr):
         # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens
         block = tl.program_id(0).to(tl.int64)
         batch = tl.program_id(1).to(tl.int64)

@@ -103,10 +103,11 @@ _kernel = triton_attention.lazy_kernel(lambda: _gated_projection_kernel)  # jitt
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _gated_projection_kernel(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b, so_p, so_d,
-                 CHANNELS: tl.constexpr, GATE: tl.constexpr, HAS_KEEP: tl.constexpr,
-                 PRECISION: tl.constexpr,
-                 BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):
+    def _gated_projection_kernel(X, Wp, Wg, Keep, Out, positions, rows, sx_b, sx_p, sk_b, so_b,
+                                 so_p, so_d, CHANNELS: tl.constexpr, GATE: tl.constexpr,
+                                 HAS_KEEP: tl.constexpr, PRECISION: tl.constexpr,
+                                 BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr,
+                                 BLOCK_K: tl.constexpr):
         # 64-bit offsets: positions × channels passes 2^31 from ~4,100 tokens on one GPU
         # the programs of one block of positions (one per weight block) run side by side, so
         # the x tile they share is read from memory once and from L2 after (the transition

@@ -61,7 +61,7 @@ _kernel = triton_attention.lazy_kernel(lambda: _layer_norm_kernel)  # jitted on 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
     def _layer_norm_kernel(X, W, Bias, Y, rows, sx_b, sx_r, sx_c, sy_b, sy_r, sy_c, eps,
-                 CHANNELS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
+                           CHANNELS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
         # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens on
         # one GPU — in the row offsets of a channel-last block and in the channel offsets
         # (channel × positions stride) of a channel-first one, so both are int64

@@ -107,10 +107,11 @@ _kernel = triton_attention.lazy_kernel(lambda: _product_output_kernel)  # jitted
 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
-    def _product_output_kernel(Z, P, X, Wn, Bn, Wp, Wg, Bp, Bg, positions, cols, eps,
-                 sz_b, sz_r, sz_j, sp_b, sp_c, sp_r, sp_j, sx_b, sx_r, sx_j,
-                 CHANNELS: tl.constexpr, HAS_P_BIAS: tl.constexpr, HAS_G_BIAS: tl.constexpr,
-                 PRECISION: tl.constexpr, BLOCK_P: tl.constexpr):
+    def _product_output_kernel(Z, P, X, Wn, Bn, Wp, Wg, Bp, Bg, positions, cols, eps, sz_b, sz_r,
+                               sz_j, sp_b, sp_c, sp_r, sp_j, sx_b, sx_r, sx_j,
+                               CHANNELS: tl.constexpr, HAS_P_BIAS: tl.constexpr,
+                               HAS_G_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+                               BLOCK_P: tl.constexpr):
         # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens
         block = tl.program_id(0).to(tl.int64)
         batch = tl.program_id(1).to(tl.int64)

@@ -110,8 +110,8 @@ _kernel = triton_attention.lazy_kernel(lambda: _transition_kernel)  # jitted on 
 if triton is not None:  # the kernel body; jitted by _kernel() on first use
 
     def _transition_kernel(X, Wn, Bn, W1, W2, W3, positions, cols, hidden, sx_b, sx_i, sx_j, eps,
-                 CHANNELS: tl.constexpr, PRECISION: tl.constexpr,
-                 BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr):
+                           CHANNELS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                           BLOCK_H: tl.constexpr):
         # 64-bit offsets: a block's positions × channels passes 2^31 from ~4,100 tokens
         block = tl.program_id(0).to(tl.int64)
         batch = tl.program_id(1).to(tl.int64)
