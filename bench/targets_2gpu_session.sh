@@ -63,10 +63,12 @@ case $part in
      # foldcp's runs on GPU 1, one after another, each from cold compile caches of its own:
      # B_VARIANTS lists them, each "default", "warm" (defaults, with the compile caches the
      # "default" run before it left: a job after the first on the same machine) or
-     # VAR=VALUE[,VAR=VALUE] (e.g. FOLDCP_COMPILE=0)
+     # VAR=VALUE[,VAR=VALUE] (e.g. FOLDCP_COMPILE=0; not the cache folders, set here)
      ( for variant in ${B_VARIANTS:-default}; do
          v=${variant//[^A-Za-z0-9_]/_}; vars=(); caches=$v
          case $variant in default) ;; warm) caches=default ;; *) IFS=, read -ra vars <<< "$variant" ;; esac
+         [ "$variant" = warm ] || rm -rf /tmp/cold-$caches  # cold: nothing left by an earlier call
+         touch $w/started-$v  # the kernels this run compiled are the cache files newer than it
          left=$(left 565); [ "$left" -gt 60 ] || break
          env "${vars[@]}" TRITON_CACHE_DIR=/tmp/cold-$caches/triton TORCHINDUCTOR_CACHE_DIR=/tmp/cold-$caches/inductor \
            CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --time-limit $left --work $w/foldcp-$v \
@@ -75,7 +77,8 @@ case $part in
          # kernel was compiled (cache files' times): one file for all variants (8 files come back)
          { echo "== $variant"; grep "^\[foldcp\]\|^batch " $w/foldcp-$v/foldcp.log
            echo "Triton kernels compiled (seconds since the first, name):"
-           find /tmp/cold-$caches/triton -name "*.json" ! -name "__grp__*" -printf "%T@ %f\n" \
+           find /tmp/cold-$caches/triton -name "*.json" ! -name "__grp__*" -newer $w/started-$v \
+             -printf "%T@ %f\n" \
              2>/dev/null | sort -n | awk 'NR == 1 {t = $1} {printf "%.2f %s\n", $1 - t, $2}'
          } >> $out/startup.txt
        done

@@ -21,13 +21,25 @@ class LargestTensor(TorchDispatchMode):
         self.op = None
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        # The inputs' storages, taken before the op runs (an op that resizes an input gives it
+        # a new one, which counts). An output in one of them is an input's memory — a view,
+        # an in-place result — and allocates nothing. (Inside a dispatch mode no output is
+        # marked as a view, so this is what leaves views out.)
+        inputs = {_storage(t) for t in tree_flatten((args, kwargs))[0]} - {None}
         out = func(*args, **(kwargs or {}))
-        # Views allocate nothing: their storage was counted when it was created (or, a view of
-        # a parameter under inference mode — not marked as a view —, it is the input's)
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor)}
         for item in tree_flatten(out)[0]:
-            if isinstance(item, torch.Tensor) and not item._is_view() and item.numel() > self.numel \
-                    and item.untyped_storage().data_ptr() not in inputs:
+            if isinstance(item, torch.Tensor) and item.numel() > self.numel \
+                    and (_storage(item) is None or _storage(item) not in inputs):
                 self.numel, self.shape, self.op = item.numel(), tuple(item.shape), func
         return out
+
+
+def _storage(t) -> int | None:
+    """The address of a dense tensor's memory; None for anything else (sparse or meta tensors,
+    wrapper subclasses, empty storages)."""
+    if not isinstance(t, torch.Tensor) or t.layout != torch.strided or t.is_meta:
+        return None
+    try:
+        return t.untyped_storage().data_ptr() or None
+    except (RuntimeError, NotImplementedError):
+        return None

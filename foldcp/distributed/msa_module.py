@@ -15,7 +15,8 @@ as everywhere else. S is padded to a multiple of P with masked sequences.
   they travel (the projection is linear, its bias is added once), and the partials are
   summed onto the block's owner. Rows are chunked so the c_h² outer product never exceeds a
   pair block's size. With few sequences (fewer than c_h / 2 on a rank: single-sequence
-  screens have one) the projection is applied to b first, W·b [S_k·c_h, |C_q|·C_z], and
+  screens have one; and blocks of at least 8·S_k·c_h rows, so that W·b stays small) the
+  projection is applied to b first, W·b [S_k·c_h, |C_q|·C_z], and
   each chunk's partial sum is one GEMM a [rows, S_k·c_h] × W·b: 2·S_k·c_h·C_z flops per
   pair instead of the c_h²-wide outer product (2·c_h²·C_z flops and c_h² values written and
   read per pair) — the same sum in another order.
@@ -135,9 +136,16 @@ class DistOuterProductMean(nn.Module):
         b = (opm.proj_b(m) * mask).float()
         hidden = opm.c_hidden
         weight = opm.proj_o.weight  # [C_z, c_h·c_h]
-        depth = a.shape[1]  # my sequences
+        depth = a.shape[1]  # my sequences (padded: the same on every rank)
+        block_rows = grid.block_of(n, 0)[0]
+        # W·b below is depth·c_h rows of a block's columns: with at most an 8th of a block's
+        # rows it stays within the chunks' transients (the choice is the same on every rank:
+        # the chunks, and so the reductions, follow it)
         projected_first = self.projected_first if self.projected_first is not None \
-            else 2 * depth < hidden
+            else 2 * depth < hidden and 8 * depth * hidden <= block_rows.stop - block_rows.start
+        if projected_first:  # a: [B, N', S_k·c_h], (s, c) columns
+            a_rows = a.permute(0, 2, 1, 3).reshape(a.shape[0], a.shape[2], depth * hidden)
+            a_rows = a_rows.to(weight.dtype)
         for owner in range(grid.size):
             rows, cols = grid.block_of(n, owner)
             n_rows = rows.stop - rows.start
@@ -149,9 +157,8 @@ class DistOuterProductMean(nn.Module):
             if projected_first:
                 # W·b: [B, S_k·c_h, |C_q|·C_z], (s, c) rows against (j, o) columns
                 w = weight.reshape(weight.shape[0], hidden, hidden)  # [o, c, d]
-                wb = torch.einsum("bsjd,ocd->bscjo", b[:, :, cols], w)
+                wb = torch.einsum("bsjd,ocd->bscjo", b[:, :, cols].to(weight.dtype), w)
                 wb = wb.reshape(b.shape[0], depth * hidden, -1)
-                a_rows = a.permute(0, 2, 1, 3).reshape(a.shape[0], a.shape[2], depth * hidden)
             # a chunk's partial sums at most a 16th of the z block's bytes: each chunk's outer
             # products (float32, c_h² wide; then their bf16 copy) — at 6,000 tokens on one
             # GPU the whole-block-sized chunk was 17 GiB —, or (projected first) its C_z-wide

@@ -373,19 +373,19 @@ def wants_retry(table: pd.DataFrame, final: bool) -> bool:
     return not final and bool((table["status"] == "out_of_memory").any())
 
 
-def folding_order(batch: pd.DataFrame) -> pd.DataFrame:
-    """The batch's plan rows (largest first) in the order they fold: the smallest first, then
-    the rest largest first.
+def folding_order(tokens: list[int]) -> list[int]:
+    """The order a batch's complexes to fold — `tokens` in plan order, largest first — fold
+    in, as positions into `tokens`: the smallest first, then the rest in plan order.
 
     The first fold waits for its features (the featurizing worker is still starting when the
     model is ready: featurize_ahead.py) and compiles the GPU kernels: both cost least on the
     smallest complex, whose features also come soonest. The others follow largest first, so
     the fold after the small first one is long enough for the worker to featurize the next,
     and the last fold, whose files nothing hides, is a small one."""
-    if len(batch) < 3:
-        return batch
-    smallest = batch["tokens"].to_numpy().argmin()
-    return pd.concat([batch.iloc[[smallest]], batch.drop(batch.index[smallest])])
+    if len(tokens) < 3:
+        return list(range(len(tokens)))
+    smallest = min(range(len(tokens)), key=lambda i: (tokens[i], i))
+    return [smallest] + [i for i in range(len(tokens)) if i != smallest]
 
 
 def seconds_since_process_start() -> float | None:
@@ -420,7 +420,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     predictor = None
     rows = []
     work = []  # (complex, its folder, its row if it is not folded now)
-    for row in folding_order(batch).itertuples():
+    for row in batch.itertuples():
         complex_ = make_complex(parse_complex(row.chains))
         directory = out_dir / complex_.id
         skipped = None
@@ -431,6 +431,10 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
             skipped = dict(complex_id=complex_.id, status=earlier["status"],
                            error=earlier["error"], runtime_s=0.0)
         work.append((complex_, directory, skipped))
+    # the finished and skipped complexes' rows first, then the folds in folding order
+    folds = [i for i, (_, _, skipped) in enumerate(work) if skipped is None]
+    order = folding_order([int(batch["tokens"].iloc[i]) for i in folds])
+    work = [item for item in work if item[2] is not None] + [work[folds[k]] for k in order]
     to_fold = [complex_ for complex_, _, skipped in work if skipped is None]
 
     def timeline(event: str) -> None:
@@ -525,7 +529,7 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     rows.append(dict(complex_id=complex_.id, status="ok", error="",
                                      runtime_s=round(time.time() - started, 3)))
         settle()
-        timeline(f"{len(to_fold)} complexes folded")
+        timeline(f"all {len(to_fold)} complexes run")
     finally:
         if predictor is not None:
             predictor.close()  # the featurizing and writing workers, where they run

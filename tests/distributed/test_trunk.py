@@ -138,7 +138,7 @@ def test_msa_module(model_and_feats, rows, cols, depth, opm_row_chunk, projected
     """opm_row_chunk: the outer product mean added into z a few rows at a time (each chunk
     reduced over the grid on its own), as at real sizes. projected_first: its projection
     applied to b before the sum over sequences (True), after the c_h² outer product (False),
-    or as chosen by the depth (None; depth 1: a single-sequence screen)."""
+    or as chosen by the depth and block size (None: at these few tokens, after)."""
     model, feats = model_and_feats
     feats = with_random_msa(feats, depth, seed=rows * 10 + cols)
     run_on_grid(rows, cols, _msa_module, model, feats, opm_row_chunk, projected_first)

@@ -389,14 +389,20 @@ def test_a_batch_folds_its_smallest_complex_first_then_the_largest(screen):
     plan = pd.read_parquet(root / "plan" / "plan.parquet")
     assert list(plan["complex_id"]) == ["P11540__pepA", "pepAx2", "pepA__pepB"]  # largest first
     order = ["pepA__pepB", "P11540__pepA", "pepAx2"]
-    assert list(predict.folding_order(plan)["complex_id"]) == order
+    assert [plan["complex_id"][i] for i in predict.folding_order(list(plan["tokens"]))] == order
     assert list(run(screen)["complex_id"]) == order  # the status table, in folding order
     first = json.loads((root / "pred" / "pepA__pepB" / "done.json").read_text())
     later = json.loads((root / "pred" / "pepAx2" / "done.json").read_text())
     assert first["tokens"] < later["tokens"]
-    sizes = pd.DataFrame({"complex_id": list("abcde"), "tokens": [900, 700, 700, 300, 500]})
-    assert list(predict.folding_order(sizes)["complex_id"]) == ["d", "a", "b", "c", "e"]
-    assert list(predict.folding_order(sizes.iloc[:2])["complex_id"]) == ["a", "b"]
+    assert predict.folding_order([900, 700, 700, 300, 500]) == [3, 0, 1, 2, 4]
+    assert predict.folding_order([500, 300, 300]) == [1, 0, 2]  # the first of equals
+    assert predict.folding_order([900, 700]) == [0, 1] and predict.folding_order([]) == []
+    # a rerun orders what is left to fold (here two: plan order), the finished rows before
+    shutil.rmtree(root / "pred" / "P11540__pepA")
+    shutil.rmtree(root / "pred" / "pepAx2")
+    again = run(screen)
+    assert list(again["complex_id"]) == ["pepA__pepB", "P11540__pepA", "pepAx2"]
+    assert list(again["status"]) == ["already_done", "ok", "ok"]
 
 
 def test_a_writing_worker_that_dies_loses_nothing(screen, monkeypatch, caplog):
@@ -467,3 +473,57 @@ def test_an_error_log_that_cannot_be_written_does_not_hide_the_error(screen, mon
     with pytest.raises(RuntimeError, match="checkpoint unreadable"):
         run(screen)
     assert "error.rank0.log: No space left on device" in capsys.readouterr().err
+
+
+def test_a_rerun_folds_the_smallest_of_what_is_left_first(tmp_path, monkeypatch):
+    """Five complexes; a rerun with the smallest one and a middle one finished folds the
+    smallest of the three left first, then the other two largest first, and hands the
+    featurizing worker that order (no model: a stand-in writes each complex's files)."""
+    from foldcp.runner import outputs
+
+    seen = {}
+
+    class StandIn:
+        device, untrained, is_writer, grid = "cpu", True, True, None
+
+        def __init__(self, config, grid_size=1, msa_dir=None, complexes=None, proteins=None):
+            seen["scheduled"] = [c.id for c in complexes]
+            seen["folded"] = []
+
+        def close(self):
+            pass
+
+        def fold(self, complex_, proteins, directory):
+            seen["folded"].append(complex_.id)
+            files = outputs.write_checked(directory, {"model_0.cif": b"data_x\n"})
+            outputs.write_done(directory, {"complex_id": complex_.id, "files": list(files),
+                                           "file_checks": files, "runtime_s": 1.0})
+
+    monkeypatch.setattr(predict, "BatchPredictor", StandIn)
+    lengths = {"pA": 10, "pB": 20, "pC": 30, "pD": 40, "pE": 50}
+    (tmp_path / "p.fasta").write_text("".join(f">{p}\n{'MKVLAGWDEQ' * (n // 10)}\n"
+                                              for p, n in lengths.items()))
+    (tmp_path / "pairs.tsv").write_text("chains\n" + "".join(f"{p}:2\n" for p in lengths))
+    config = validate_config({
+        "proteins": str(tmp_path / "p.fasta"),
+        "candidates": {"mode": "pairs", "pairs": str(tmp_path / "pairs.tsv")},
+        "model": {"checkpoint": "demo", "device": "cpu"},
+        "plan": {"batch": {"max_complexes": 8}},
+    })
+    plan = plan_screen(config, tmp_path / "plan")
+    batch = plan["batch_id"].iloc[0]
+    assert list(plan["complex_id"]) == ["pEx2", "pDx2", "pCx2", "pBx2", "pAx2"]  # largest first
+    table = predict.run_batch(config, tmp_path / "plan" / "plan.parquet", batch, tmp_path / "pred")
+    assert seen["folded"] == seen["scheduled"] == ["pAx2", "pEx2", "pDx2", "pCx2", "pBx2"]
+    assert list(table["complex_id"]) == seen["folded"]
+    for finished in ("pAx2", "pDx2"):
+        shutil.rmtree(tmp_path / "pred" / finished)
+    shutil.rmtree(tmp_path / "pred" / "batches")
+    table = predict.run_batch(config, tmp_path / "plan" / "plan.parquet", batch, tmp_path / "pred")
+    assert seen["folded"] == seen["scheduled"] == ["pDx2", "pAx2"]  # two left: plan order
+    for finished in ("pBx2", "pCx2", "pEx2"):
+        shutil.rmtree(tmp_path / "pred" / finished)
+    table = predict.run_batch(config, tmp_path / "plan" / "plan.parquet", batch, tmp_path / "pred")
+    assert seen["folded"] == seen["scheduled"] == ["pBx2", "pEx2", "pCx2"]
+    assert list(table["complex_id"]) == ["pDx2", "pAx2", "pBx2", "pEx2", "pCx2"]
+    assert list(table["status"]) == ["already_done"] * 2 + ["ok"] * 3
