@@ -146,6 +146,7 @@ class DistOuterProductMean(nn.Module):
         if projected_first:  # a: [B, N', S_k·c_h], (s, c) columns
             a_rows = a.permute(0, 2, 1, 3).reshape(a.shape[0], a.shape[2], depth * hidden)
             a_rows = a_rows.to(weight.dtype)
+            w = weight.reshape(weight.shape[0], hidden, hidden)  # [o, c, d]
         for owner in range(grid.size):
             rows, cols = grid.block_of(n, owner)
             n_rows = rows.stop - rows.start
@@ -156,7 +157,6 @@ class DistOuterProductMean(nn.Module):
                 dist.reduce(count, owner)
             if projected_first:
                 # W·b: [B, S_k·c_h, |C_q|·C_z], (s, c) rows against (j, o) columns
-                w = weight.reshape(weight.shape[0], hidden, hidden)  # [o, c, d]
                 wb = torch.einsum("bsjd,ocd->bscjo", b[:, :, cols].to(weight.dtype), w)
                 wb = wb.reshape(b.shape[0], depth * hidden, -1)
             # a chunk's partial sums at most a 16th of the z block's bytes: each chunk's outer
