@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
-from foldcp.distributed import triton_gated_projection, triton_layer_norm, triton_transition
+from foldcp.distributed import (
+    triton_attention,
+    triton_gated_projection,
+    triton_layer_norm,
+    triton_transition,
+)
 from foldcp.distributed.derived_weights import derived
 from foldcp.distributed.grid import Grid, pad_tokens, pair_block
 from foldcp.distributed.pointwise import add_, silu_gate_
@@ -167,7 +172,10 @@ def layer_norm_to(norm, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     (triton_layer_norm.py); elsewhere the PyTorch module, then a cast."""
     flat = x.flatten(1, -2) if x.dim() > 3 else x
     if triton_layer_norm.available(norm, flat):
-        return triton_layer_norm.layer_norm(norm, flat, dtype).view(*x.shape[:-1], x.shape[-1])
+        try:
+            return triton_layer_norm.layer_norm(norm, flat, dtype).view(*x.shape[:-1], x.shape[-1])
+        except triton_attention.KernelDeferred:  # this call only (triton_precompile)
+            pass
     return norm(x).to(dtype)
 
 

@@ -84,16 +84,26 @@ def _launch_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+class KernelDeferred(Exception):
+    """A launch left to the caller's PyTorch path this once, not a failure: raised while
+    triton_precompile records the kernels a throwaway fold would compile (they compile in
+    worker processes meanwhile); the kernel is tried again at its next launch."""
+
+
 # What a GPU that cannot run the kernel as configured raises (too little shared memory for the
 # tiles — the float32 tiles take ~100 KB —, a compiler that rejects it): callers catch these,
-# call failed(), and run their PyTorch path for the rest of the process.
-LAUNCH_ERRORS = _launch_errors() if triton is not None else ()
+# call failed(), and run their PyTorch path for the rest of the process. (KernelDeferred is
+# caught with them, for that one call only.)
+LAUNCH_ERRORS = (*_launch_errors(), KernelDeferred) if triton is not None else ()
 _failed = False
 
 
 def failed(error: BaseException) -> None:
-    """Record that the kernel cannot run here (logged once); usable() is False after."""
+    """Record that the kernel cannot run here (logged once); usable() is False after. A
+    KernelDeferred launch is no failure: nothing is recorded."""
     global _failed
+    if isinstance(error, KernelDeferred):
+        return
     if not _failed:
         log.warning("Triton attention kernel unavailable on this GPU (%s): PyTorch attention "
                     "instead", summary(error))
@@ -133,6 +143,8 @@ class KernelSwitch:
             return None
         try:
             return fn(*args, **kwargs)
+        except KernelDeferred:  # this call only (triton_precompile)
+            return None
         except LAUNCH_ERRORS as error:
             log.warning("Triton %s kernel unavailable on this GPU (%s): %s", self.kernel,
                         summary(error), self.instead)
@@ -200,6 +212,7 @@ def lazy_kernel(body):
             kernels[interpreting] = triton.jit(body())
         return kernels[interpreting]
 
+    kernel.lazy_triton_kernel = True  # how triton_precompile's workers find a module's kernels
     return kernel
 
 

@@ -183,6 +183,12 @@ class BatchPredictor:
         self.ahead = None  # FeaturizeAhead, where featurize_ahead() started one
         if complexes is not None:
             self.featurize_ahead(config, msa_dir, complexes, proteins)
+        # workers that compile foldcp's GPU kernels while the model loads (compile_kernels_ahead)
+        self.kernel_compiler = None
+        if complexes and self.wants_kernels_ahead():
+            from foldcp.distributed.triton_precompile import KernelCompiler, worker_count
+
+            self.kernel_compiler = KernelCompiler(worker_count())
         # files written by a worker behind the next fold (write_behind.py), on the writer rank
         setting = self.settings["write_behind"]
         if setting == "auto":
@@ -199,6 +205,48 @@ class BatchPredictor:
                 raise
             self.checkpoint_sha256 = digest.result()
 
+    def wants_kernels_ahead(self) -> bool:
+        """Compile foldcp's Triton kernels ahead of the first fold (triton_precompile.py): on
+        one GPU (screening batches; a grid's fold takes minutes beside the ~11 s of compiling),
+        where foldcp's model may fold and Triton has the hook, with cores to compile on.
+        FOLDCP_PRECOMPILE=0 turns it off."""
+        if os.environ.get("FOLDCP_PRECOMPILE", "1") == "0":
+            return False
+        if self.grid is not None or self.device.type != "cuda":
+            return False
+        if self.settings.get("single_gpu", "auto") == "boltz":
+            return False
+        from foldcp.distributed.triton_precompile import hook_available, worker_count
+
+        return worker_count() > 0 and hook_available()
+
+    def compile_kernels_ahead(self, complex_, proteins, tokens: list[int]) -> dict | None:
+        """Compile the kernels the batch's folds will launch, in parallel worker processes,
+        before the first fold: a throwaway fold of `complex_` cut to a few residues per chain
+        records them (its launches deferred to PyTorch paths; triton_precompile.py). `tokens`:
+        the batch's complexes' sizes — nothing is done where none folds on foldcp's model.
+        Returns the compile counts and seconds, None where nothing was done. Best effort: a
+        failure is logged and the kernels compile at their first launch, as without it."""
+        compiler, self.kernel_compiler = self.kernel_compiler, None
+        if compiler is None:
+            return None
+        started = time.time()
+        try:
+            if all(self.engine_for(n) != "foldcp" for n in tokens):
+                return None
+            try:
+                featurized = self.featurize_here(small_copy(complex_, proteins), proteins)
+                with compiler.recording():
+                    self._run_model(featurized, "", "foldcp", recycling_steps=0, sampling_steps=2)
+            except Exception as error:  # noqa: BLE001 - an optimisation only: the folds go on
+                print(f"[foldcp] kernels not compiled ahead ({type(error).__name__}: {error}): "
+                      f"each compiles at its first launch", file=sys.stderr, flush=True)
+            # what was recorded before a failure is compiled all the same
+            counts = compiler.wait(timeout_s=KERNELS_AHEAD_TIMEOUT_S)
+            return counts | {"seconds": round(time.time() - started, 1)}
+        finally:
+            compiler.close()
+
     @property
     def is_writer(self) -> bool:
         return self.grid is None or self.grid.rank == 0
@@ -210,20 +258,24 @@ class BatchPredictor:
         return single_gpu_engine(self.settings.get("single_gpu", "auto"), tokens, self.device,
                                  self.settings.get("use_kernels", False), self.plan_settings)
 
-    def _forward(self, features: dict, complex_id: str = "", engine: str = "boltz") -> dict:
+    def _forward(self, features: dict, complex_id: str = "", engine: str = "boltz",
+                 recycling_steps: int | None = None, sampling_steps: int | None = None) -> dict:
         """Boltz2 inference on one device, or the context-parallel model on the grid (a 1×1
-        grid on one device)."""
+        grid on one device). recycling_steps, sampling_steps: the settings' unless given."""
         size = self.grid.size if self.grid else 1
         if size < fake_oom_grid(complex_id) and (self.grid is None or self.grid.rank == size - 1):
             raise torch.cuda.OutOfMemoryError(
                 f"CUDA out of memory ({FAKE_OOM_ENV} test hook: {complex_id} on {size} GPUs)")
+        if sampling_steps is None:
+            sampling_steps = self.settings["sampling_steps"]
         kwargs = dict(
-            recycling_steps=self.settings["recycling_steps"],
+            recycling_steps=(self.settings["recycling_steps"] if recycling_steps is None
+                             else recycling_steps),
             diffusion_samples=self.settings["diffusion_samples"],
             max_parallel_samples=self.settings["max_parallel_samples"],
         )
         if engine == "boltz":
-            return self.model(features, num_sampling_steps=self.settings["sampling_steps"],
+            return self.model(features, num_sampling_steps=sampling_steps,
                               run_confidence_sequentially=True, **kwargs)
         from foldcp.distributed.comm import gather_pair
         from foldcp.distributed.grid import Grid
@@ -235,8 +287,7 @@ class BatchPredictor:
         if self.grid is not None:
             check_same_features(features, self.device)
         layout = Layout.for_tokens(grid, n, token_multiple(self.device))
-        out = DistBoltz2(self.model).predict(
-            features, layout, sampling_steps=self.settings["sampling_steps"], **kwargs)
+        out = DistBoltz2(self.model).predict(features, layout, sampling_steps=sampling_steps, **kwargs)
         pae = [gather_pair(out["pae_block"][k : k + 1, ..., None], grid, layout.n_padded)
                for k in range(out["pae_block"].shape[0])]
         out["pae"] = torch.cat([p[..., 0][:, :n, :n] for p in pae]) if self.is_writer else None
@@ -266,12 +317,37 @@ class BatchPredictor:
         self.ahead.schedule(complexes, first_now=True)
 
     def close(self) -> None:
+        if getattr(self, "kernel_compiler", None) is not None:
+            self.kernel_compiler.close()
+            self.kernel_compiler = None
         if self.ahead is not None:
             self.ahead.close()
             self.ahead = None
         if getattr(self, "writer", None) is not None:
             self.writer.close()  # after the write in hand: nothing half-done is dropped
             self.writer = None
+
+    def _run_model(self, featurized: "Featurized", complex_id: str, engine: str | None = None,
+                   **steps) -> tuple[dict, str]:
+        """The model's outputs for one featurized complex, seeded, and the engine that ran it
+        (default: `engine_for` its size); steps: _forward's recycling_steps, sampling_steps."""
+        seed_everything(self.settings["seed"])
+        autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
+        )
+        engine = engine or self.engine_for(int(featurized.features["token_pad_mask"].shape[1]))
+        if engine == "boltz":
+            features = to_device(featurized.features, self.device)
+        else:
+            from foldcp.distributed.pair_init import split_features
+
+            features = split_features(featurized.features, self.device)
+        with torch.inference_mode(), autocast, sampling_precision(
+                self.model.structure_module, self.settings["sampling_precision"]):
+            out = self._forward(features, complex_id, engine, **steps)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the model's time, not the writer's wait
+        return out, engine
 
     def fold(self, complex_, proteins, directory: Path) -> dict | PendingWrite | None:
         """Featurize, run Boltz-2 and write all files of one complex; return its manifest,
@@ -283,22 +359,7 @@ class BatchPredictor:
         else:
             featurized = self.featurize_here(complex_, proteins)
         featurized_at = time.time()
-        seed_everything(self.settings["seed"])
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
-        )
-        engine = self.engine_for(int(featurized.features["token_pad_mask"].shape[1]))
-        if engine == "boltz":
-            features = to_device(featurized.features, self.device)
-        else:
-            from foldcp.distributed.pair_init import split_features
-
-            features = split_features(featurized.features, self.device)
-        with torch.inference_mode(), autocast, sampling_precision(
-                self.model.structure_module, self.settings["sampling_precision"]):
-            out = self._forward(features, complex_.id, engine)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # the model's time, not the writer's wait
+        out, engine = self._run_model(featurized, complex_.id)
         folded_at = time.time()
         if not self.is_writer:
             return None
@@ -350,6 +411,29 @@ class BatchPredictor:
         if self.writer is not None:
             return self.writer.write(job)  # started by run_batch: see write_behind.py
         return write_complex(**job)
+
+
+# The longest the first fold waits for the kernels compiled ahead (ten took ~2 s in parallel)
+KERNELS_AHEAD_TIMEOUT_S = 60.0
+# Residues per chain of the throwaway fold that records them (its padded size is the layout's
+# token multiple or two: the kernels' specialisations do not depend on the size below 4,096
+# tokens, where every offset they are given fits 32 bits)
+KERNELS_AHEAD_RESIDUES = 8
+
+
+def small_copy(complex_, proteins) -> "Complex":
+    """complex_ with each chain cut to its first KERNELS_AHEAD_RESIDUES residues (same chains,
+    copies and proteins: the same MSAs and model paths, at a few dozen tokens)."""
+    from dataclasses import replace
+
+    from foldcp.inputs import Complex
+
+    chains = []
+    for chain in complex_.chains:
+        start = chain.start or 1
+        end = chain.end or len(proteins[chain.protein_id])
+        chains.append(replace(chain, start=start, end=min(end, start + KERNELS_AHEAD_RESIDUES - 1)))
+    return Complex(tuple(chains), complex_.source)
 
 
 def _plan_batch(plan_path: str | Path, batch_id: str) -> pd.DataFrame:
@@ -499,6 +583,10 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir,
                                                complexes=to_fold, proteins=proteins)
                     timeline(f"model ready ({time.time() - started:.1f} s to load)")
+                    ahead = predictor.compile_kernels_ahead(
+                        complex_, proteins, [int(n) for n in batch["tokens"]])
+                    if ahead is not None:
+                        timeline(f"GPU kernels compiled ahead: {ahead}")
                 result = predictor.fold(complex_, proteins, directory)
             except OutputError as error:
                 settle()

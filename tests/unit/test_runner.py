@@ -493,6 +493,9 @@ def test_a_rerun_folds_the_smallest_of_what_is_left_first(tmp_path, monkeypatch)
         def close(self):
             pass
 
+        def compile_kernels_ahead(self, complex_, proteins, tokens):
+            return None
+
         def fold(self, complex_, proteins, directory):
             seen["folded"].append(complex_.id)
             files = outputs.write_checked(directory, {"model_0.cif": b"data_x\n"})
@@ -527,3 +530,87 @@ def test_a_rerun_folds_the_smallest_of_what_is_left_first(tmp_path, monkeypatch)
     assert seen["folded"] == seen["scheduled"] == ["pBx2", "pEx2", "pCx2"]
     assert list(table["complex_id"]) == ["pDx2", "pAx2", "pBx2", "pEx2", "pCx2"]
     assert list(table["status"]) == ["already_done"] * 2 + ["ok"] * 3
+
+
+class CompilerStandIn:
+    """triton_precompile.KernelCompiler without processes (no kernels compile on CPU)."""
+
+    def __init__(self, workers, fail=False):
+        self.events, self.fail = ["started"], fail
+
+    def recording(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def recording():
+            self.events.append("recording")
+            if self.fail:
+                raise RuntimeError("no hook here")
+            yield self
+            self.events.append("recorded")
+        return recording()
+
+    def wait(self, timeout_s):
+        self.events.append("waited")
+        return {"recorded": 0, "compiled": 0, "failed": 0, "running": 0}
+
+    def close(self):
+        self.events.append("closed")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_kernels_compiled_ahead_leave_the_outputs_unchanged(screen, monkeypatch, capsys, fail):
+    """Where the GPU kernels are compiled ahead, a throwaway fold of the first complex, its
+    chains cut to a few residues, runs foldcp's model (0 recycles, 2 steps) under the
+    compiler's recording before the first fold; every file equals a run without it. A
+    failure there is reported and the batch goes on."""
+    from foldcp.distributed import triton_precompile
+    from foldcp.distributed.model import DistBoltz2
+
+    compilers, sizes = [], []
+    predict_ = DistBoltz2.predict
+
+    def spy(self, features, layout, sampling_steps, recycling_steps, **kwargs):
+        sizes.append((int(features["token_pad_mask"].sum()), recycling_steps, sampling_steps))
+        return predict_(self, features, layout, sampling_steps=sampling_steps,
+                        recycling_steps=recycling_steps, **kwargs)
+
+    monkeypatch.setattr(DistBoltz2, "predict", spy)
+    screen[0]["model"].update(recycling_steps=1, sampling_steps=3)  # not the throwaway fold's
+    plain = run_with(screen, "single_gpu", "foldcp")
+    assert len(sizes) == 3
+    sizes.clear()
+    monkeypatch.setattr(predict.BatchPredictor, "wants_kernels_ahead", lambda self: True)
+    monkeypatch.setattr(triton_precompile, "KernelCompiler",
+                        lambda workers: compilers.append(CompilerStandIn(workers, fail)) or compilers[-1])
+    config, root, batch = screen
+    config["model"]["single_gpu"] = "foldcp"
+    ahead = root / "pred_ahead"
+    table = predict.run_batch(config, root / "plan" / "plan.parquet", batch, ahead)
+    assert list(table["status"]) == ["ok"] * 3
+    (compiler,) = compilers
+    if fail:
+        assert compiler.events == ["started", "recording", "waited", "closed"]
+        assert "kernels not compiled ahead (RuntimeError: no hook here)" in capsys.readouterr().err
+        assert len(sizes) == 3
+    else:
+        assert compiler.events == ["started", "recording", "recorded", "waited", "closed"]
+        assert "GPU kernels compiled ahead: {'recorded': 0" in capsys.readouterr().out
+        # the first complex folded (smallest first: pepA__pepB, 17 residues) cut to 8 + 8
+        assert sizes[0] == (16, 0, 2) and [s[1:] for s in sizes[1:]] == [(1, 3)] * 3
+    for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
+        for name in ("model_0.cif", "model_1.cif"):
+            assert (ahead / complex_id / name).read_text() == (plain / complex_id / name).read_text()
+        for sample in (0, 1):
+            assert np.array_equal(np.load(ahead / complex_id / f"pae_model_{sample}.npz")["pae"],
+                                  np.load(plain / complex_id / f"pae_model_{sample}.npz")["pae"])
+
+
+def test_small_copy_keeps_chains_copies_and_ranges():
+    from foldcp.inputs import Chain, Complex, Protein
+
+    proteins = {"a": Protein("a", "M" * 50), "b": Protein("b", "K" * 5)}
+    complex_ = Complex((Chain("a", 11, 40, copies=2), Chain("b")), "pairs.tsv:2")
+    small = predict.small_copy(complex_, proteins)
+    assert small.chains == (Chain("a", 11, 18, copies=2), Chain("b", 1, 5))
+    assert small.source == complex_.source
