@@ -71,17 +71,27 @@ def _retry_exit(table, args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from foldcp.runner.predict import run_batch, use_expandable_segments
+    from foldcp.runner.featurize_ahead import early_worker_pool
 
     # SIGTERM (Slurm's time limit or scancel, torchrun stopping the ranks after one failed)
     # ends the run through its cleanup: the write in hand finishes, the workers stop
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    use_expandable_segments()
     config = _config(args.config)
     if args.checkpoint:
         config["model"]["checkpoint"] = args.checkpoint
+    # the featurizing worker starts before this process imports the model's libraries: the
+    # seconds those take it spends on the batch's first complexes
+    pool = early_worker_pool(config, args.msa_dir)
+    try:
+        from foldcp.runner.predict import run_batch, use_expandable_segments
+
+        use_expandable_segments()
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
     table = run_batch(config, args.plan, args.batch, args.out, args.msa_dir, grid=args.grid,
-                      final=args.final)
+                      final=args.final, featurize_pool=pool)
     if table.empty:  # a grid rank other than the writer
         return 0
     counts = table["status"].value_counts().to_dict()

@@ -117,6 +117,14 @@ def _ensure_boltz_mols(cache: Path) -> Path:
     return ensure_canonical_mols(mol_dir)
 
 
+def mol_dir_of(spec: str) -> Path:
+    """The residue library folder that ``model.checkpoint`` = spec uses (made if missing),
+    without resolving or building the checkpoint itself."""
+    if spec == "demo":
+        return ensure_canonical_mols(foldcp_cache() / "mols")
+    return _ensure_boltz_mols(boltz_cache())
+
+
 def resolve_checkpoint(spec: str, download: bool = True) -> ResolvedCheckpoint:
     """Turn ``model.checkpoint`` into a checkpoint file and a residue library folder."""
     if spec == "demo":
@@ -124,7 +132,7 @@ def resolve_checkpoint(spec: str, download: bool = True) -> ResolvedCheckpoint:
         path = cache / f"demo-boltz2-{DEMO_SEED}.ckpt"
         if not path.exists():
             build_demo_checkpoint(path)
-        return ResolvedCheckpoint(path, ensure_canonical_mols(cache / "mols"), True, "demo")
+        return ResolvedCheckpoint(path, mol_dir_of(spec), True, "demo")
     if spec == "auto":
         cache = boltz_cache()
         path = cache / CHECKPOINT_NAME
@@ -144,13 +152,13 @@ def resolve_checkpoint(spec: str, download: bool = True) -> ResolvedCheckpoint:
                     f"there (or set BOLTZ_CACHE, or model.checkpoint: /path/to/{CHECKPOINT_NAME}); "
                     f"or use model.checkpoint: demo for an untrained random-weight model"
                 ) from None
-        return ResolvedCheckpoint(path, _ensure_boltz_mols(cache), False, "released")
+        return ResolvedCheckpoint(path, mol_dir_of(spec), False, "released")
     path = Path(spec).expanduser()
     if not path.is_file():
         raise CheckpointError(
             f"model.checkpoint {spec!r} is not a file; use auto, demo or a checkpoint path"
         )
-    return ResolvedCheckpoint(path, _ensure_boltz_mols(boltz_cache()), False, "path")
+    return ResolvedCheckpoint(path, mol_dir_of(spec), False, "path")
 
 
 def load_model(checkpoint: ResolvedCheckpoint, settings: dict, device: torch.device):

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 _WORKER: dict = {}  # the worker process's residue library, MSA store and settings
 
 
-def _start_worker(mol_dir: str, msa_settings: dict, msa_dir: str | None, proteins_path: str,
-                  seed: int) -> None:
+def _start_worker(mol_dir: str | None, msa_settings: dict, msa_dir: str | None,
+                  proteins_path: str, seed: int, checkpoint: str | None = None) -> None:
+    """mol_dir: the residue library; None: that of model.checkpoint = `checkpoint`."""
     import os
 
     import torch
@@ -45,6 +46,10 @@ def _start_worker(mol_dir: str, msa_settings: dict, msa_dir: str | None, protein
     from foldcp.runner.write_behind import bound_to_parent
 
     bound_to_parent()  # not left running by a killed job
+    if mol_dir is None:
+        from foldcp.model.checkpoint import mol_dir_of
+
+        mol_dir = str(mol_dir_of(checkpoint))
 
     # leave a core to the process that launches the GPU's kernels (a Slurm job may have 2)
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
@@ -68,19 +73,50 @@ def _featurize_in_worker(complex_):
                      _WORKER["store"], _WORKER["msa_settings"])
 
 
+def _ready() -> None:
+    pass
+
+
+def worker_pool(msa_settings: dict, msa_dir: str | Path | None, proteins_path: str | Path,
+                seed: int, mol_dir: Path | None = None, checkpoint: str | None = None):
+    """The featurizing worker (a one-process pool), started now: its imports take seconds.
+    mol_dir: the residue library, or None for that of model.checkpoint = `checkpoint`."""
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(None if mol_dir is None else str(mol_dir), msa_settings,
+                  None if msa_dir is None else str(msa_dir), str(proteins_path), seed, checkpoint))
+    pool.submit(_ready)  # a pool starts its process with its first task
+    return pool
+
+
+def early_worker_pool(config: dict, msa_dir: str | Path | None = None):
+    """The featurizing worker of a `foldcp predict` run, started before the run's own imports
+    (~12-17 s on a GPU host) where the run will featurize ahead on a GPU (`model.featurize_ahead`
+    true, or auto and model.device not cpu on a machine with an NVIDIA driver); else None.
+    A batch that then does not featurize ahead (one complex to fold) shuts it down."""
+    import os
+
+    model = config["model"]
+    setting = model["featurize_ahead"]
+    if setting is False or (setting == "auto" and (
+            model["device"] == "cpu" or not os.path.exists("/dev/nvidiactl"))):
+        return None
+    return worker_pool(config["msa"], msa_dir or Path(config["output_dir"]) / "msa",
+                       config["proteins"], model["seed"], checkpoint=model["checkpoint"])
+
+
 class FeaturizeAhead:
     def __init__(self, featurize_here, mol_dir: Path, msa_settings: dict,
-                 msa_dir: str | Path | None, proteins_path: str | Path, seed: int) -> None:
-        """featurize_here(complex_): the in-process featurization (seeded as the worker's)."""
+                 msa_dir: str | Path | None, proteins_path: str | Path, seed: int,
+                 pool=None) -> None:
+        """featurize_here(complex_): the in-process featurization (seeded as the worker's).
+        pool: a worker_pool started earlier with these settings (else one is started here)."""
         self.featurize_here = featurize_here
         self.pending: dict[str, concurrent.futures.Future] = {}
         self.following: dict = {}  # complex id -> the complex folded after it
         self.raced = None  # the first complex's id while the worker may still be starting
-        self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(str(mol_dir), msa_settings, None if msa_dir is None else str(msa_dir),
-                      str(proteins_path), seed))
+        self.pool = pool or worker_pool(msa_settings, msa_dir, proteins_path, seed, mol_dir)
 
     def schedule(self, complexes: list, first_now: bool = False) -> None:
         """The complexes to be folded, in folding order. first_now: the worker starts on the

@@ -148,9 +148,11 @@ class BatchPredictor:
     """Holds the loaded model and folds complexes one at a time (on one device or a grid)."""
 
     def __init__(self, config: dict, grid_size: int = 1, msa_dir: str | Path | None = None,
-                 complexes: list | None = None, proteins: dict | None = None) -> None:
+                 complexes: list | None = None, proteins: dict | None = None,
+                 featurize_pool=None) -> None:
         """complexes, proteins: the batch's complexes in folding order — their featurizing
-        worker (featurize_ahead) starts before the model loads, on the first of them."""
+        worker (featurize_ahead) starts before the model loads, on the first of them.
+        featurize_pool: that worker, started earlier (featurize_ahead.early_worker_pool)."""
         self.settings = config["model"]
         self.msa_settings = config["msa"]
         self.msa_store = None
@@ -182,7 +184,9 @@ class BatchPredictor:
         self.canonicals = load_canonicals(self.checkpoint.mol_dir)
         self.ahead = None  # FeaturizeAhead, where featurize_ahead() started one
         if complexes is not None:
-            self.featurize_ahead(config, msa_dir, complexes, proteins)
+            self.featurize_ahead(config, msa_dir, complexes, proteins, featurize_pool)
+        elif featurize_pool is not None:
+            featurize_pool.shutdown(wait=False, cancel_futures=True)
         # workers that compile foldcp's GPU kernels while the model loads (compile_kernels_ahead)
         self.kernel_compiler = None
         if complexes and self.wants_kernels_ahead():
@@ -299,21 +303,24 @@ class BatchPredictor:
         return featurize(complex_, proteins, self.checkpoint.mol_dir, self.canonicals,
                          self.msa_store, self.msa_settings)
 
-    def featurize_ahead(self, config: dict, msa_dir, complexes: list, proteins) -> None:
+    def featurize_ahead(self, config: dict, msa_dir, complexes: list, proteins,
+                        pool=None) -> None:
         """Featurize each of `complexes` (in folding order) while the one before it folds, the
         first while the model loads (`model.featurize_ahead`; auto: on a GPU, for more than
-        one complex)."""
+        one complex). pool: the worker, started earlier (else started here)."""
         setting = self.settings["featurize_ahead"]
         if setting == "auto":
             setting = self.device.type == "cuda" and len(complexes) > 1
         if not setting:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
             return
         from foldcp.runner.featurize_ahead import FeaturizeAhead
 
         self.ahead = FeaturizeAhead(
             lambda complex_: self.featurize_here(complex_, proteins), self.checkpoint.mol_dir,
             self.msa_settings, msa_dir or Path(config["output_dir"]) / "msa",
-            config["proteins"], self.settings["seed"])
+            config["proteins"], self.settings["seed"], pool=pool)
         self.ahead.schedule(complexes, first_now=True)
 
     def close(self) -> None:
@@ -484,10 +491,11 @@ def seconds_since_process_start() -> float | None:
 
 def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str | Path,
               msa_dir: str | Path | None = None, grid: int | None = None,
-              final: bool = True) -> pd.DataFrame:
+              final: bool = True, featurize_pool=None) -> pd.DataFrame:
     """Fold the complexes of `batch_id` on `grid` GPUs (default: the plan's grid); write and
     return the batch status table. MSAs are read from `msa_dir` (default
-    ``{output_dir}/msa``) unless msa.mode is none.
+    ``{output_dir}/msa``) unless msa.mode is none. featurize_pool: the featurizing worker,
+    started before the caller's imports (featurize_ahead.early_worker_pool); shut down here.
 
     On a grid larger than the plan's (a retry after running out of memory) only complexes
     that ran out of memory before, or have no recorded failure, are folded. If a complex runs
@@ -581,7 +589,9 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
                     clear_unfinished(directory)
                 if predictor is None:
                     predictor = BatchPredictor(config, grid_size if distributed else 1, msa_dir,
-                                               complexes=to_fold, proteins=proteins)
+                                               complexes=to_fold, proteins=proteins,
+                                               featurize_pool=featurize_pool)
+                    featurize_pool = None  # the predictor's now
                     timeline(f"model ready ({time.time() - started:.1f} s to load)")
                     ahead = predictor.compile_kernels_ahead(
                         complex_, proteins, [int(n) for n in batch["tokens"]])
@@ -621,6 +631,8 @@ def run_batch(config: dict, plan_path: str | Path, batch_id: str, out_dir: str |
     finally:
         if predictor is not None:
             predictor.close()  # the featurizing and writing workers, where they run
+        if featurize_pool is not None:  # nothing was folded
+            featurize_pool.shutdown(wait=False, cancel_futures=True)
     if predictor is not None and not predictor.is_writer:
         return pd.DataFrame(columns=STATUS_COLUMNS)
     table = _status_table(rows, batch_id, str(predictor.device) if predictor else "",

@@ -10,7 +10,7 @@ import torch
 from foldcp.inputs import make_complex, parse_complex, read_fasta
 from foldcp.model.checkpoint import resolve_checkpoint
 from foldcp.runner.featurize import featurize, seed_everything
-from foldcp.runner.featurize_ahead import FeaturizeAhead
+from foldcp.runner.featurize_ahead import FeaturizeAhead, _featurize_in_worker
 
 FASTA = ">pepA\nMKVLAGWDE\n>pepB\nGSHMQRTY\n>pepC\nPEKRTYLLA\n"
 
@@ -117,3 +117,38 @@ def test_the_worker_starts_without_the_model_stack(setting):
                                      "{'boltz.main', 'foldcp.runner.predict', 'foldcp.distributed.model', "
                                      "'boltz.data.feature.featurizerv2'})").result(timeout=120)
     assert loaded == ["boltz.data.feature.featurizerv2"]
+
+
+def test_an_early_worker_reads_the_config_and_gives_the_same_features(setting, tmp_path,
+                                                                        monkeypatch):
+    """`foldcp predict` starts the worker before its own imports, from the config alone (the
+    residue library of model.checkpoint): where the run featurizes ahead on a GPU, or
+    featurize_ahead is true. Its features equal in-process ones."""
+    from foldcp.config import validate_config
+    from foldcp.runner.featurize_ahead import early_worker_pool
+
+    _, complexes, featurize_here, _ = setting
+    config = validate_config({"proteins": str(tmp_path / "p.fasta"),
+                              "candidates": {"mode": "all_vs_all"},
+                              "model": {"checkpoint": "demo", "device": "cpu", "seed": 5}})
+    assert early_worker_pool(config) is None  # auto: not on a CPU run
+    config["model"]["device"] = "auto"
+    monkeypatch.setattr(os.path, "exists", lambda path: path != "/dev/nvidiactl")
+    assert early_worker_pool(config) is None  # auto: no NVIDIA driver here
+    config["model"]["featurize_ahead"] = False
+    assert early_worker_pool(config) is None
+    monkeypatch.undo()
+    config["model"]["featurize_ahead"] = True
+    pool = early_worker_pool(config)
+    assert pool is not None
+    ahead = FeaturizeAhead(featurize_here, None, config["msa"], None, config["proteins"], 5,
+                           pool=pool)
+    try:
+        assert ahead.pool is pool
+        ahead.schedule(complexes, first_now=True)
+        for complex_ in complexes:
+            same(pool.submit(_featurize_in_worker, complex_).result(timeout=300),
+                 featurize_here(complex_))
+            ahead.take(complex_)
+    finally:
+        ahead.close()

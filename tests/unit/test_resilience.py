@@ -194,7 +194,7 @@ class StandIn:
 
     device, untrained, is_writer, grid = "cpu", True, True, None
 
-    def __init__(self, config, grid_size=1, msa_dir=None, complexes=None, proteins=None):
+    def __init__(self, config, grid_size=1, msa_dir=None, complexes=None, proteins=None, **_):
         pass
 
     def close(self):

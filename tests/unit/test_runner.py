@@ -486,7 +486,7 @@ def test_a_rerun_folds_the_smallest_of_what_is_left_first(tmp_path, monkeypatch)
     class StandIn:
         device, untrained, is_writer, grid = "cpu", True, True, None
 
-        def __init__(self, config, grid_size=1, msa_dir=None, complexes=None, proteins=None):
+        def __init__(self, config, grid_size=1, msa_dir=None, complexes=None, proteins=None, **_):
             seen["scheduled"] = [c.id for c in complexes]
             seen["folded"] = []
 
