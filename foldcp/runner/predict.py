@@ -239,7 +239,10 @@ class BatchPredictor:
             if all(self.engine_for(n) != "foldcp" for n in tokens):
                 return None
             try:
-                featurized = self.featurize_here(small_copy(complex_, proteins), proteins)
+                from foldcp.distributed.layout import token_multiple
+
+                small = small_copy(complex_, proteins, token_multiple(self.device))
+                featurized = self.featurize_here(small, proteins)
                 with compiler.recording():
                     self._run_model(featurized, "", "foldcp", recycling_steps=0, sampling_steps=2)
             except Exception as error:  # noqa: BLE001 - an optimisation only: the folds go on
@@ -422,24 +425,33 @@ class BatchPredictor:
 
 # The longest the first fold waits for the kernels compiled ahead (ten took ~2 s in parallel)
 KERNELS_AHEAD_TIMEOUT_S = 60.0
-# Residues per chain of the throwaway fold that records them (its padded size is the layout's
-# token multiple or two: the kernels' specialisations do not depend on the size below 4,096
-# tokens, where every offset they are given fits 32 bits)
+# Residues per chain of the throwaway fold that records them (a few dozen tokens: the kernels'
+# specialisations do not depend on the size below 4,096 tokens, where every offset they are
+# given fits 32 bits)
 KERNELS_AHEAD_RESIDUES = 8
 
 
-def small_copy(complex_, proteins) -> "Complex":
+def small_copy(complex_, proteins, multiple: int = 16) -> "Complex":
     """complex_ with each chain cut to its first KERNELS_AHEAD_RESIDUES residues (same chains,
-    copies and proteins: the same MSAs and model paths, at a few dozen tokens)."""
+    copies and proteins: the same MSAs and model paths, at a few dozen tokens), the first
+    chain a little shorter where the tokens would be a multiple of `multiple` (the layout's
+    token multiple on GPUs): padded tokens, as 15 of 16 sizes have, mask the triangle
+    multiplication's projections, a kernel specialisation of its own (on an H200 the one a
+    16-token copy missed cost the first real fold ~2 s of compiling)."""
     from dataclasses import replace
 
     from foldcp.inputs import Complex
 
-    chains = []
-    for chain in complex_.chains:
+    def cut(chain, residues):
         start = chain.start or 1
         end = chain.end or len(proteins[chain.protein_id])
-        chains.append(replace(chain, start=start, end=min(end, start + KERNELS_AHEAD_RESIDUES - 1)))
+        return replace(chain, start=start, end=min(end, start + residues - 1))
+
+    chains = [cut(chain, KERNELS_AHEAD_RESIDUES) for chain in complex_.chains]
+    for residues in range(KERNELS_AHEAD_RESIDUES - 1, 0, -1):
+        if multiple <= 1 or sum((c.end - c.start + 1) * c.copies for c in chains) % multiple:
+            break
+        chains[0] = cut(complex_.chains[0], residues)
     return Complex(tuple(chains), complex_.source)
 
 

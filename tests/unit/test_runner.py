@@ -597,6 +597,7 @@ def test_kernels_compiled_ahead_leave_the_outputs_unchanged(screen, monkeypatch,
         assert compiler.events == ["started", "recording", "recorded", "waited", "closed"]
         assert "GPU kernels compiled ahead: {'recorded': 0" in capsys.readouterr().out
         # the first complex folded (smallest first: pepA__pepB, 17 residues) cut to 8 + 8
+        # (on CPU the token multiple is 1: no shorter cut)
         assert sizes[0] == (16, 0, 2) and [s[1:] for s in sizes[1:]] == [(1, 3)] * 3
     for complex_id in ("P11540__pepA", "pepA__pepB", "pepAx2"):
         for name in ("model_0.cif", "model_1.cif"):
@@ -612,5 +613,10 @@ def test_small_copy_keeps_chains_copies_and_ranges():
     proteins = {"a": Protein("a", "M" * 50), "b": Protein("b", "K" * 5)}
     complex_ = Complex((Chain("a", 11, 40, copies=2), Chain("b")), "pairs.tsv:2")
     small = predict.small_copy(complex_, proteins)
-    assert small.chains == (Chain("a", 11, 18, copies=2), Chain("b", 1, 5))
+    assert small.chains == (Chain("a", 11, 18, copies=2), Chain("b", 1, 5))  # 21 tokens
     assert small.source == complex_.source
+    # never a multiple of the token multiple: padded tokens, as most complexes have
+    even = Complex((Chain("a", copies=2),))
+    assert predict.small_copy(even, proteins).chains == (Chain("a", 1, 7, copies=2),)  # 14
+    assert predict.small_copy(even, proteins, multiple=32).chains == (Chain("a", 1, 8, copies=2),)
+    assert predict.small_copy(even, proteins, multiple=1).chains == (Chain("a", 1, 8, copies=2),)
