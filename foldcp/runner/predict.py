@@ -435,9 +435,8 @@ def small_copy(complex_, proteins, multiple: int = 16) -> "Complex":
     """complex_ with each chain cut to its first KERNELS_AHEAD_RESIDUES residues (same chains,
     copies and proteins: the same MSAs and model paths, at a few dozen tokens), the first
     chain a little shorter where the tokens would be a multiple of `multiple` (the layout's
-    token multiple on GPUs): padded tokens, as 15 of 16 sizes have, mask the triangle
-    multiplication's projections, a kernel specialisation of its own (on an H200 the one a
-    16-token copy missed cost the first real fold ~2 s of compiling)."""
+    token multiple on GPUs): padded tokens, as 15 of 16 sizes have, so the copy takes their
+    masked paths."""
     from dataclasses import replace
 
     from foldcp.inputs import Complex
