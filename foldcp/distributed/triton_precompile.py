@@ -33,7 +33,6 @@ import concurrent.futures
 import contextlib
 import importlib
 import logging
-import multiprocessing
 import os
 import time
 
@@ -84,10 +83,6 @@ def _start_worker() -> None:
         importlib.import_module(name)
 
 
-def _ready() -> int:
-    return os.getpid()
-
-
 def compile_recorded(module_name: str, kernel_name: str, specialization_data: str) -> float:
     """In a worker: compile one recorded specialisation into Triton's cache; its seconds."""
     started = time.perf_counter()
@@ -107,13 +102,9 @@ class KernelCompiler:
     def __init__(self, workers: int) -> None:
         self.records: dict[str, tuple[str, str]] = {}  # specialisation -> (module, kernel)
         self.futures: dict[str, concurrent.futures.Future] = {}
-        self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker)
-        # start every worker now (a pool starts them as tasks arrive): their imports overlap
-        # whatever the caller does next
-        for _ in range(workers):
-            self.pool.submit(_ready)
+        from foldcp.runner.write_behind import started_pool
+
+        self.pool = started_pool(workers, _start_worker)  # importing while the model loads
 
     def _hook(self, *, fn, compile, **_) -> bool:
         """knobs.runtime.jit_cache_hook: called before this process would compile a kernel."""

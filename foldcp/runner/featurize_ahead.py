@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import multiprocessing
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -73,21 +72,15 @@ def _featurize_in_worker(complex_):
                      _WORKER["store"], _WORKER["msa_settings"])
 
 
-def _ready() -> None:
-    pass
-
-
 def worker_pool(msa_settings: dict, msa_dir: str | Path | None, proteins_path: str | Path,
                 seed: int, mol_dir: Path | None = None, checkpoint: str | None = None):
     """The featurizing worker (a one-process pool), started now: its imports take seconds.
     mol_dir: the residue library, or None for that of model.checkpoint = `checkpoint`."""
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(None if mol_dir is None else str(mol_dir), msa_settings,
-                  None if msa_dir is None else str(msa_dir), str(proteins_path), seed, checkpoint))
-    pool.submit(_ready)  # a pool starts its process with its first task
-    return pool
+    from foldcp.runner.write_behind import started_pool
+
+    return started_pool(1, _start_worker, (
+        None if mol_dir is None else str(mol_dir), msa_settings,
+        None if msa_dir is None else str(msa_dir), str(proteins_path), seed, checkpoint))
 
 
 def early_worker_pool(config: dict, msa_dir: str | Path | None = None):

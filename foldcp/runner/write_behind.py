@@ -70,6 +70,22 @@ def bound_to_parent(ignore_interrupt: bool = False) -> None:
             pass
 
 
+def _ready() -> None:
+    pass
+
+
+def started_pool(workers: int, initializer, initargs: tuple = ()):
+    """A pool of `workers` spawned worker processes (no CUDA state, no GIL shared with this
+    process), every one started now: a pool starts its processes as tasks arrive, and their
+    imports take seconds that should overlap what the caller does next."""
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=initializer, initargs=initargs)
+    for _ in range(workers):
+        pool.submit(_ready)
+    return pool
+
+
 def _start_worker() -> None:
     bound_to_parent(ignore_interrupt=True)  # a write in hand is finished, never cut short
     # the first write should not wait for these imports (torch's alone takes seconds)
