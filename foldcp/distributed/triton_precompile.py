@@ -16,6 +16,9 @@ How:
                                             # its PyTorch path for that call
     compiler.wait(timeout_s)                # the workers compiled them (JITFunction.preload)
     compiler.close()                        # into Triton's on-disk cache
+    with compiler.watching():               # each real fold: a specialisation the throwaway
+        a fold                              # fold missed compiles here as ever, and is named
+    compiler.take_late()                    # in the job's log
 
 The next launch of each kernel finds it compiled in the cache and only loads it. A record is
 Triton's own serialised specialisation (the `specialization_data` its jit_cache_hook is given,
@@ -101,6 +104,7 @@ class KernelCompiler:
 
     def __init__(self, workers: int) -> None:
         self.records: dict[str, tuple[str, str]] = {}  # specialisation -> (module, kernel)
+        self.late: list[str] = []  # specialisations compiled in a real fold (watching())
         self.futures: dict[str, concurrent.futures.Future] = {}
         from foldcp.runner.write_behind import started_pool
 
@@ -126,17 +130,47 @@ class KernelCompiler:
     def recording(self):
         """Inside: launches of kernels this process has not compiled are recorded, sent to
         the workers and deferred (their callers run their PyTorch paths)."""
-        if not hook_available():
+        with self._hook_set(self._hook):
             yield self
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _hook_set(hook):
+        """Triton's jit_cache_hook is `hook` inside (nothing where this Triton has none)."""
+        if not hook_available():
+            yield
             return
         from triton import knobs
 
         saved = knobs.runtime.jit_cache_hook
-        knobs.runtime.jit_cache_hook = self._hook
+        knobs.runtime.jit_cache_hook = hook
         try:
-            yield self
+            yield
         finally:
             knobs.runtime.jit_cache_hook = saved
+
+    def _watch_hook(self, *, fn, compile, repr=None, key=None, **_) -> bool:
+        """knobs.runtime.jit_cache_hook while watching(): notes a foldcp specialisation the
+        throwaway fold did not record; never defers (a real fold's results must not depend
+        on which of its launches found a compiled kernel)."""
+        data = compile.get("specialization_data")
+        if str(fn.module).startswith("foldcp.") and data not in self.records:
+            self.records[data] = (str(fn.module), fn.name)  # named once, as it is compiled once
+            self.late.append(f"{repr or fn.name} (cache key {key})")
+        return False
+
+    @contextlib.contextmanager
+    def watching(self):
+        """Inside (a real fold, after the kernels compiled ahead): foldcp kernel
+        specialisations the throwaway fold missed are noted in `late` — each one is a
+        compile in that fold, and a lead for what the throwaway copy leaves out."""
+        with self._hook_set(self._watch_hook):
+            yield self
+
+    def take_late(self) -> list[str]:
+        """The specialisations noted since the last call."""
+        late, self.late = self.late, []
+        return late
 
     def wait(self, timeout_s: float) -> dict:
         """Wait for the recorded compiles, at most timeout_s in all. Returns how many there

@@ -554,6 +554,16 @@ class CompilerStandIn:
         self.events.append("waited")
         return {"recorded": 0, "compiled": 0, "failed": 0, "running": 0}
 
+    def watching(self):
+        import contextlib
+
+        self.events.append("watching")
+        return contextlib.nullcontext(self)
+
+    def take_late(self):
+        # the first real fold compiled one specialisation the throwaway fold had missed
+        return ["_gated_kernel[i32D]"] if self.events.count("watching") == 1 else []
+
     def close(self):
         self.events.append("closed")
 
@@ -590,12 +600,18 @@ def test_kernels_compiled_ahead_leave_the_outputs_unchanged(screen, monkeypatch,
     assert list(table["status"]) == ["ok"] * 3
     (compiler,) = compilers
     if fail:
-        assert compiler.events == ["started", "recording", "waited", "closed"]
+        # the folds are watched all the same: what they compile is named
+        assert compiler.events == ["started", "recording", "waited", "closed"] + ["watching"] * 3
         assert "kernels not compiled ahead (RuntimeError: no hook here)" in capsys.readouterr().err
         assert len(sizes) == 3
     else:
-        assert compiler.events == ["started", "recording", "recorded", "waited", "closed"]
-        assert "GPU kernels compiled ahead: {'recorded': 0" in capsys.readouterr().out
+        # then each real fold is watched for kernels compiled all the same, named in the log
+        assert compiler.events == ["started", "recording", "recorded", "waited", "closed",
+                                   "watching", "watching", "watching"]
+        out = capsys.readouterr().out
+        assert "GPU kernels compiled ahead: {'recorded': 0" in out
+        assert out.count("GPU kernel compiled in its fold, not ahead") == 1
+        assert "pepA__pepB: GPU kernel compiled in its fold, not ahead: _gated_kernel[i32D]" in out
         # the first complex folded (smallest first: pepA__pepB, 17 residues) cut to 8 + 8
         # (on CPU the token multiple is 1: no shorter cut)
         assert sizes[0] == (16, 0, 2) and [s[1:] for s in sizes[1:]] == [(1, 3)] * 3

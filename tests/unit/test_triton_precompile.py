@@ -152,3 +152,40 @@ def test_a_worker_finds_each_kernel_by_name():
         assert len(kernels) == 1, name
     with pytest.raises(LookupError, match="no Triton kernel _missing"):
         triton_precompile.compile_recorded("foldcp.distributed.triton_transition", "_missing", "{}")
+
+
+def test_watching_names_the_specialisations_compiled_in_a_real_fold(monkeypatch):
+    """After the kernels compiled ahead, a specialisation the throwaway fold missed compiles
+    in place (never deferred: a real fold's result must not depend on it) and is named once."""
+    compiler = compiler_without_workers(monkeypatch, [])
+    module = "foldcp.distributed.triton_gated_projection"
+    with pytest.raises(KernelDeferred):
+        hook_call(compiler, module, "_gated_kernel", '{"a": 1}')
+    compiler.wait(timeout_s=1)
+    compiler.close()
+
+    def watched(module, name, data):
+        return compiler._watch_hook(key=f"key-{data}", repr=f"{name}[{data}]",
+                                    fn=SimpleNamespace(module=module, name=name),
+                                    compile={"specialization_data": data},
+                                    is_manual_warmup=False, already_compiled=False)
+
+    assert watched(module, "_gated_kernel", '{"a": 1}') is False  # compiled ahead: loaded
+    assert compiler.take_late() == []
+    for _ in range(2):
+        assert watched(module, "_gated_kernel", '{"a": 3}') is False
+    assert watched("torch._inductor.x", "triton_poi", '{"c": 1}') is False  # not ours
+    assert compiler.take_late() == ['_gated_kernel[{"a": 3}] (cache key key-{"a": 3})']
+    assert compiler.take_late() == []
+
+
+def test_watching_sets_and_restores_tritons_hook(monkeypatch):
+    if not triton_precompile.hook_available():
+        pytest.skip("this Triton has no jit_cache_hook")
+    from triton import knobs
+
+    compiler = compiler_without_workers(monkeypatch, [])
+    before = knobs.runtime.jit_cache_hook
+    with compiler.watching():
+        assert knobs.runtime.jit_cache_hook == compiler._watch_hook
+    assert knobs.runtime.jit_cache_hook is before
