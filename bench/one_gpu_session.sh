@@ -42,6 +42,11 @@
 #             cuEquivariance kernels (.anchor) on the same GPU
 #   unaligned the speed run of foldcp at UNALIGNED_TOKENS (2500) without the GPU token padding
 #             (--token-multiple 1): what aligning the pair dimension to 16 tokens buys
+#   throughput screening throughput on this one GPU (bench/throughput.py, bench/throughput_run.sh):
+#             THROUGHPUT_COUNT (8) random complexes of 300-1,500 tokens, foldcp's runs
+#             (THROUGHPUT_VARIANTS, default "default": from cold compile caches; "warm" after it),
+#             then stock `boltz predict` over the same directory; carry .payload/tp-site.tar.xz
+#             and .anchor/.whl_cueq. Two GPUs run the sides at once: targets_2gpu_session.sh b
 # Variables starting with FOLDCP_ (e.g. FOLDCP_GRAPHED_SAMPLING=0) reach every run; cp_model.py
 # rows record them under "env".
 # Usage (GPU machine, repo root). Carry .payload/whl .payload/cp .git-commit (+ .payload/old
@@ -122,6 +127,11 @@ for part in $PARTS; do
            done ;;
     unaligned) cp_run 0 29703 "$(left)" speed_foldcp --no-serial --tokens "${UNALIGNED_TOKENS:-2500}" \
                  --recycling 3 --steps 200 --sampling-precision tf32 --warmup --token-multiple 1 ;;
+    throughput) ( w=/tmp/tp; source bench/throughput_run.sh  # its own PYTHONPATH: a subshell
+                  tp_setup $w "${THROUGHPUT_COUNT:-8}" || exit
+                  echo "setup $(( $(date +%s) - t0 )) s"
+                  for variant in ${THROUGHPUT_VARIANTS:-default}; do tp_foldcp $w 0 "$variant" || break; done
+                  tp_stock $w 0; tp_table ) ;;
     *) echo "unknown part $part" >&2 ;;
   esac
 done

@@ -47,46 +47,16 @@ for part in $PART; do echo "== part $part after $(( $(date +%s) - t0 )) s"
 case $part in
   a) wheels; run 0,1 29701 $(left 560) speed_foldcp --tokens 3605 --samples 5 --recycling 3 --steps 200 \
        --sampling-precision tf32 --warmup ;;
-  b) site=/tmp/tp-site; w=/tmp/tp; tp="python3 bench/throughput.py"
-     mkdir -p $site && tar -xJf .payload/tp-site.tar.xz -C $site &&
-       tar -xJf .anchor/.whl_cueq/cueq-*.tar.xz -C $site && python3 -m pip install -q --no-index \
-       --no-deps --no-compile --target $site --upgrade .anchor/.whl_cueq/*.whl || exit
-     # bytecode compiled before anything is timed, as `pip install` leaves it: without it each
-     # side's first process compiled every module it imported (~1,000 files of the carried site)
-     python3 -m compileall -q -j 0 $site $PWD/foldcp > /dev/null
-     export PYTHONPATH=$PWD:$site
-     $tp make --out $w/in --count 16 --min-tokens 300 --max-tokens 1500 --seed 0 || exit
-     $tp checkpoint --out $w/full.ckpt --size full --cache $w/cache || exit
-     left=$(left 565); echo "setup $(( $(date +%s) - t0 )) s, limit $left s"
-     common="--inputs $w/in --checkpoint $w/full.ckpt --cache $w/cache"
-     CUDA_VISIBLE_DEVICES=0 $tp stock $common --time-limit $left --work $w/stock --out $out/stock.jsonl > $out/stock.txt 2>&1 &
-     # foldcp's runs on GPU 1, one after another, each from cold compile caches of its own:
-     # B_VARIANTS lists them, each "default", "warm" (defaults, with the compile caches the
-     # "default" run before it left: a job after the first on the same machine) or
-     # VAR=VALUE[,VAR=VALUE] (e.g. FOLDCP_COMPILE=0; not the cache folders, set here)
-     ( for variant in ${B_VARIANTS:-default}; do
-         v=${variant//[^A-Za-z0-9_]/_}; vars=(); caches=$v
-         case $variant in default) ;; warm) caches=default ;; *) IFS=, read -ra vars <<< "$variant" ;; esac
-         [ "$variant" = warm ] || rm -rf /tmp/cold-$caches  # cold: nothing left by an earlier call
-         touch $w/started-$v  # the kernels this run compiled are the cache files newer than it
-         left=$(left 565); [ "$left" -gt 60 ] || break
-         env "${vars[@]}" TRITON_CACHE_DIR=/tmp/cold-$caches/triton TORCHINDUCTOR_CACHE_DIR=/tmp/cold-$caches/inductor \
-           CUDA_VISIBLE_DEVICES=1 $tp foldcp $common --time-limit $left --work $w/foldcp-$v \
-           --out $out/foldcp.jsonl --single-gpu foldcp --sampling-precision tf32 >> $out/foldcp.txt 2>&1
-         # (per-complex times are in the rows) the batch's start-up timeline, and when each Triton
-         # kernel was compiled (cache files' times): one file for all variants (8 files come back)
-         { echo "== $variant"; grep "^\[foldcp\]\|^batch " $w/foldcp-$v/foldcp.log
-           echo "Triton kernels compiled (seconds since the first, name):"
-           find /tmp/cold-$caches/triton -name "*.json" ! -name "__grp__*" -newer $w/started-$v \
-             -printf "%T@ %f\n" \
-             2>/dev/null | sort -n | awk 'NR == 1 {t = $1} {printf "%.2f %s\n", $1 - t, $2}'
-         } >> $out/startup.txt
-       done
-       # then, on GPU 1 while stock still runs: serial Boltz2.forward vs foldcp 1×1 at B_AGREEMENT tokens
+  b) w=/tmp/tp; source bench/throughput_run.sh
+     tp_setup $w 16 || exit
+     echo "setup $(( $(date +%s) - t0 )) s, limit $(left 565) s"
+     tp_stock $w 0 &
+     # foldcp's runs on GPU 1, one after another (B_VARIANTS: tp_foldcp's variants), then, on
+     # GPU 1 while stock still runs: serial Boltz2.forward vs foldcp 1×1 at B_AGREEMENT tokens
+     ( for variant in ${B_VARIANTS:-default}; do tp_foldcp $w 1 "$variant" || break; done
        [ -z "${B_AGREEMENT:-}" ] || cp_run 1 29709 $(left 565) agreement --tokens "$B_AGREEMENT" \
          --recycling 3 --steps 200 --sampling-precision float32 tf32 ) &
-     wait; cat $out/stock.jsonl $out/foldcp.jsonl > $out/throughput.jsonl
-     tail -n 3 $out/stock.txt $out/foldcp.txt; $tp table --out $out/throughput.jsonl ;;
+     wait; tp_table ;;
   c) wheels
      [ "${CAPACITY_2GPU:-8605}" = none ] || CHECK_FINITE=1 run 0,1 29701 $(left 330) capacity \
        --tokens ${CAPACITY_2GPU:-8605} --pairformer-blocks 2 --recycling 0 --steps 2 --gpu-memory-gib 79.18
