@@ -403,3 +403,32 @@ def test_kernel_falls_back_where_it_cannot_build(monkeypatch, caplog, module_nam
             compare_on_grid(Grid(1, 1, 0), kind, 13, torch.float32, 3)
     assert len(attempts) == 1 and failed()
     assert sum(message in r.message for r in caplog.records) == 1
+
+
+def test_channel_chunks_are_multiples_of_16(monkeypatch, tmp_path):
+    """The triangle multiplication's channel chunks, whatever the memory budget allows, are
+    multiples of 16 channels (or all of them): the gated-projection kernel then sees row
+    counts divisible by 16 at every size, one Triton specialisation (compiled ahead). Still
+    serial Boltz's result."""
+    from foldcp.distributed import triangle_multiplication
+
+    assert triangle_multiplication.channel_chunk(128, 69) == 64  # 1,392 tokens on one GPU
+    assert triangle_multiplication.channel_chunk(128, 32) == 32
+    assert triangle_multiplication.channel_chunk(128, 300) == 128
+    assert triangle_multiplication.channel_chunk(128, 9) == 9  # below 16: as the budget says
+    calls = tmp_path / "calls"
+    monkeypatch.setitem(globals(), "C_Z", 32)  # pair channels: two chunks of 16 (build, inputs)
+    # a budget that allows 23 channels a chunk (the forked rank inherits the patches)
+    monkeypatch.setattr(triangle_multiplication, "chunk_rows",
+                        lambda rows, chunk, bytes_per_row: 23 if rows == C_Z else rows)
+    projection = triangle_multiplication.triton_gated_projection.gated_projection_or_none
+
+    def spy(x, w_p, w_g, *args, **kwargs):
+        with open(calls, "a") as out:
+            out.write(f"{w_p.shape[0]}\n")
+        return projection(x, w_p, w_g, *args, **kwargs)
+
+    monkeypatch.setattr(triangle_multiplication.triton_gated_projection,
+                        "gated_projection_or_none", spy)
+    run_on_grid(1, 1, compare_on_grid, "tri_mul_out", 12, torch.float64, 3)
+    assert [int(r) for r in calls.read_text().split()] == [2 * 16, 2 * 16]  # 32 channels
