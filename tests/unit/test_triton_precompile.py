@@ -126,18 +126,21 @@ def test_each_specialisation_is_recorded_once_and_its_launch_deferred(monkeypatc
     assert submitted[-1] == "shutdown" and submitted.count("shutdown") == 1
 
 
-def test_recording_sets_and_restores_tritons_hook(monkeypatch):
+@pytest.mark.parametrize("context, hook", [("recording", "_hook"), ("watching", "_watch_hook")])
+def test_each_context_sets_and_restores_tritons_hook(monkeypatch, context, hook):
+    """recording() (the throwaway fold) and watching() (each real fold) set Triton's
+    jit_cache_hook to their own hook inside and restore it after, a failure inside too."""
     if not triton_precompile.hook_available():
         pytest.skip("this Triton has no jit_cache_hook")
     from triton import knobs
 
     compiler = compiler_without_workers(monkeypatch, [])
     before = knobs.runtime.jit_cache_hook
-    with compiler.recording():
-        assert knobs.runtime.jit_cache_hook == compiler._hook
+    with getattr(compiler, context)():
+        assert knobs.runtime.jit_cache_hook == getattr(compiler, hook)
     assert knobs.runtime.jit_cache_hook is before
-    with pytest.raises(ValueError), compiler.recording():
-        raise ValueError("the throwaway fold failed")
+    with pytest.raises(ValueError), getattr(compiler, context)():
+        raise ValueError("the fold failed")
     assert knobs.runtime.jit_cache_hook is before
 
 
@@ -178,14 +181,3 @@ def test_watching_names_the_specialisations_compiled_in_a_real_fold(monkeypatch)
     assert compiler.take_late() == ['_gated_kernel[{"a": 3}] (cache key key-{"a": 3})']
     assert compiler.take_late() == []
 
-
-def test_watching_sets_and_restores_tritons_hook(monkeypatch):
-    if not triton_precompile.hook_available():
-        pytest.skip("this Triton has no jit_cache_hook")
-    from triton import knobs
-
-    compiler = compiler_without_workers(monkeypatch, [])
-    before = knobs.runtime.jit_cache_hook
-    with compiler.watching():
-        assert knobs.runtime.jit_cache_hook == compiler._watch_hook
-    assert knobs.runtime.jit_cache_hook is before
