@@ -405,11 +405,12 @@ def test_kernel_falls_back_where_it_cannot_build(monkeypatch, caplog, module_nam
     assert sum(message in r.message for r in caplog.records) == 1
 
 
-def test_channel_chunks_are_multiples_of_16(monkeypatch, tmp_path):
+@pytest.mark.parametrize("rows, cols, n", [(1, 1, 12), (1, 3, 37), (2, 2, 37)])
+def test_channel_chunks_are_multiples_of_16(monkeypatch, tmp_path, rows, cols, n):
     """The triangle multiplication's channel chunks, whatever the memory budget allows, are
     multiples of 16 channels (or all of them): the gated-projection kernel then sees row
     counts divisible by 16 at every size, one Triton specialisation (compiled ahead). Still
-    serial Boltz's result."""
+    serial Boltz's result, on grids too (N not divisible by them)."""
     from foldcp.distributed import triangle_multiplication
 
     assert triangle_multiplication.channel_chunk(128, 69) == 64  # 1,392 tokens on one GPU
@@ -419,8 +420,9 @@ def test_channel_chunks_are_multiples_of_16(monkeypatch, tmp_path):
     calls = tmp_path / "calls"
     monkeypatch.setitem(globals(), "C_Z", 32)  # pair channels: two chunks of 16 (build, inputs)
     # a budget that allows 23 channels a chunk (the forked rank inherits the patches)
-    monkeypatch.setattr(triangle_multiplication, "chunk_rows",
-                        lambda rows, chunk, bytes_per_row: 23 if rows == C_Z else rows)
+    chunk_rows = triangle_multiplication.chunk_rows  # the output's row chunks: as ever
+    monkeypatch.setattr(triangle_multiplication, "chunk_rows", lambda rows, chunk, bytes_per_row:
+                        23 if rows == C_Z else chunk_rows(rows, chunk, bytes_per_row))
     projection = triangle_multiplication.triton_gated_projection.gated_projection_or_none
 
     def spy(x, w_p, w_g, *args, **kwargs):
@@ -430,5 +432,6 @@ def test_channel_chunks_are_multiples_of_16(monkeypatch, tmp_path):
 
     monkeypatch.setattr(triangle_multiplication.triton_gated_projection,
                         "gated_projection_or_none", spy)
-    run_on_grid(1, 1, compare_on_grid, "tri_mul_out", 12, torch.float64, 3)
-    assert [int(r) for r in calls.read_text().split()] == [2 * 16, 2 * 16]  # 32 channels
+    run_on_grid(rows, cols, compare_on_grid, "tri_mul_out", n, torch.float64, 3)
+    # each rank: 32 channels as two chunks of 16 (a and b: 2 × 16 projection rows each)
+    assert [int(r) for r in calls.read_text().split()] == [2 * 16] * 2 * rows * cols
